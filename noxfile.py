@@ -1,0 +1,48 @@
+"""Sessions: quickstart (the main job), tests (default, fast), slow, bench, lint. Environments are made with uv."""
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PY = "3.11"
+
+
+@nox.session(python=PY)
+def quickstart(session: nox.Session) -> None:
+    """Install segkit, then train, evaluate, predict and export on the embedded synthetic dataset (CPU)."""
+    session.install("-e", ".[onnx]")
+    run = "runs/quickstart"
+    session.run("segkit", "prepare-data", "synthetic", "--root", "data")
+    session.run("segkit", "train", "recipes/quickstart.toml", "--work-dir", run, *session.posargs)
+    session.run("segkit", "eval", run)
+    session.run("segkit", "infer", run, "data/synthetic/images/val", "--out", f"{run}/predictions")
+    session.run("segkit", "export", run, "--format", "onnx")
+
+
+@nox.session(python=PY)
+def tests(session: nox.Session) -> None:
+    """The default test suite (CPU, under 15 minutes on 2 cores)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-q", *session.posargs)
+
+
+@nox.session(python=PY)
+def slow(session: nox.Session) -> None:
+    """Tests marked slow (full-size models, long training runs)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-q", "-m", "slow", *session.posargs)
+
+
+@nox.session(python=PY)
+def bench(session: nox.Session) -> None:
+    """Benchmarks; each writes JSON under benchmarks/results/."""
+    session.install("-e", ".[dev]")
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PY)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "segkit", "tests", "benchmarks", "noxfile.py")

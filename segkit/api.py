@@ -1,0 +1,242 @@
+"""The functions behind the CLI commands, for notebooks and scripts. No Typer here."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from .errors import SegkitError
+from .recipe import Recipe, load_recipe, recipe_to_toml
+from .registry import REGISTRIES
+
+
+# ---------------------------------------------------------------------- plugins
+def load_plugins(modules: list[str] = ()) -> list[str]:
+    """Import ``--plugin`` modules and every ``segkit.plugins`` entry point (they register components)."""
+    loaded = []
+    for ep in entry_points(group="segkit.plugins"):
+        ep.load()
+        loaded.append(ep.value)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise SegkitError(f"--plugin {name}: cannot import it ({exc})") from None
+        loaded.append(name)
+    return loaded
+
+
+# ---------------------------------------------------------------------- train
+def train(recipe: str | Path, overrides: list[str] = (), *, work_dir: str | None = None,
+          resume: str | Path | None = None, seed: int | None = None, deterministic: bool | None = None,
+          dry_run: bool = False, device: str | None = None, console: Console | None = None) -> dict:
+    """Train a recipe (or, with ``dry_run``, build everything and return a summary). Returns the final metrics."""
+    from .engine.checkpoint import atomic_write_bytes
+    from .engine.distributed import cleanup, init_distributed
+    from .engine.trainer import Trainer, default_callbacks
+
+    extra = list(overrides)
+    if seed is not None:
+        extra.append(f"seed={seed}")
+    if deterministic is not None:
+        extra.append(f"deterministic={str(deterministic).lower()}")
+    rec = load_recipe(recipe, extra, work_dir=work_dir)
+    console = console or Console()
+    ctx = init_distributed(rec.init_process_group_cfg, device=device)
+    try:
+        if resume == "auto":
+            resume = Path(rec.work_dir) / "checkpoints" / "last.pt"
+            if not resume.is_file():
+                raise SegkitError(f"--resume: no checkpoint to resume from at {resume}")
+        trainer = Trainer(rec, ctx, console=console, resume=resume)
+        if dry_run:
+            return dry_run_summary(trainer)
+        if ctx.is_main:
+            work = Path(rec.work_dir)
+            work.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(work / "recipe.toml", lambda fh: fh.write(recipe_to_toml(rec).encode()))
+        trainer.callbacks = default_callbacks(trainer, console)
+        return {**trainer.fit(), "work_dir": rec.work_dir}
+    finally:
+        cleanup()
+
+
+def dry_run_summary(trainer) -> dict:
+    model = trainer.model
+    return {
+        "segmentor": trainer.recipe.type,
+        "backbone": trainer.recipe.backbone.get("type"),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "train_size": len(trainer.train_set),
+        "val_size": len(trainer.val_set),
+        "train_batch_size_per_process": trainer.train_loader.batch_size,
+        "test_batch_size_per_process": trainer.val_loader.batch_size,
+        "world_size": trainer.ctx.world_size,
+        "iters_per_epoch": len(trainer.train_loader),
+        "max_epochs": trainer.max_epochs,
+        "optimizer": type(trainer.optimizer).__name__,
+        "param_groups": len(trainer.optimizer.param_groups),
+        "work_dir": trainer.recipe.work_dir,
+    }
+
+
+def print_recipe(recipe: str | Path, overrides: list[str] = (), work_dir: str | None = None) -> str:
+    """The fully resolved recipe as TOML."""
+    return recipe_to_toml(load_recipe(recipe, list(overrides), work_dir=work_dir))
+
+
+# ---------------------------------------------------------------------- loading a trained model
+def resolve_run(target: str | Path, checkpoint: str | Path | None = None,
+                overrides: list[str] = ()) -> tuple[Recipe, Path]:
+    """A run dir (its ``recipe.toml`` and best, else last, checkpoint) or a recipe plus ``--checkpoint``."""
+    target = Path(target)
+    if target.is_dir():
+        recipe_path = target / "recipe.toml"
+        if not recipe_path.is_file():
+            raise SegkitError(f"{target} is not a run dir (no recipe.toml); give a recipe and --checkpoint")
+        work_dir = str(target)
+    elif target.is_file():
+        recipe_path, work_dir = target, None
+    else:
+        raise SegkitError(f"{target}: no such run dir or recipe file")
+    rec = load_recipe(recipe_path, [*overrides, "backbone.pretrained=false"], work_dir=work_dir)
+    if checkpoint is None:
+        if not target.is_dir():
+            raise SegkitError(f"{target} is a recipe: give the weights with --checkpoint PATH")
+        ckpt_dir = target / "checkpoints"
+        checkpoint = next((p for p in (ckpt_dir / "best.pt", ckpt_dir / "last.pt") if p.is_file()), None)
+        if checkpoint is None:
+            raise SegkitError(f"{ckpt_dir} has no best.pt or last.pt; give --checkpoint PATH")
+    return rec, Path(checkpoint)
+
+
+def load_model(rec: Recipe, checkpoint: Path, device: torch.device, ema: bool = False) -> torch.nn.Module:
+    """Build the recipe's segmentor and load a checkpoint's weights (``ema`` picks the EMA weights)."""
+    from .engine.checkpoint import load_checkpoint, load_model_weights
+    from .errors import CheckpointError
+    from .models.build import build_segmentor
+
+    state = load_checkpoint(checkpoint)
+    key = "ema" if ema else "model"
+    if key not in state:
+        raise CheckpointError(f"{checkpoint} has no '{key}' weights")
+    model = build_segmentor(rec)
+    load_model_weights(model, state[key], checkpoint)
+    return model.to(device).eval()
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---------------------------------------------------------------------- eval
+def evaluate(target: str | Path, *, checkpoint: str | Path | None = None, overrides: list[str] = (),
+             tta: str | None = None, ema: bool = False, device: str | None = None,
+             console: Console | None = None) -> dict:
+    """Evaluate a run dir (or recipe + checkpoint) on its test split; writes ``work_dir/eval/metrics.json``."""
+    from .data.datasets.build import build_dataset
+    from .data.loader import build_dataloader
+    from .engine.callbacks import write_json
+    from .engine.evaluator import evaluate as run_eval
+    from .engine.evaluator import inference_kwargs
+    from .evaluation.inference import tta_preset
+
+    rec, ckpt = resolve_run(target, checkpoint, overrides)
+    dev = pick_device(device)
+    model = load_model(rec, ckpt, dev, ema=ema)
+    dataset = build_dataset(rec.dataset.model_dump(), mode="TEST", seed=rec.seed)
+    loader = build_dataloader(dataset, rec.dataloader.test.model_dump(), mode="TEST", seed=rec.seed)
+    kwargs = inference_kwargs(rec.inference, rec.num_classes, rec.align_corners)
+    if tta:
+        kwargs.update(tta_preset(tta))
+    metrics = run_eval(model, loader, num_classes=rec.num_classes, classnames=getattr(dataset, "classnames", None),
+                       device=dev, infer_kwargs=kwargs)
+    metrics["checkpoint"] = str(ckpt)
+    write_json(Path(rec.work_dir) / "eval" / "metrics.json", metrics)
+    return metrics
+
+
+# ---------------------------------------------------------------------- infer
+def infer(target: str | Path, inputs: list[str | Path], out_dir: str | Path, *,
+          checkpoint: str | Path | None = None, overrides: list[str] = (), tta: str | None = None,
+          device: str | None = None, alpha: float = 0.5) -> list[dict]:
+    """Predict label maps for images and folders; writes ``<stem>.png`` labels and ``<stem>_overlay.png``."""
+    from .engine.predict import run_inference
+
+    rec, ckpt = resolve_run(target, checkpoint, overrides)
+    dev = pick_device(device)
+    model = load_model(rec, ckpt, dev)
+    return run_inference(rec, model, inputs, Path(out_dir), device=dev, tta=tta, alpha=alpha)
+
+
+# ---------------------------------------------------------------------- export
+def export(target: str | Path, *, format: str = "onnx", out: str | Path | None = None,
+           checkpoint: str | Path | None = None, input_size: tuple[int, int] | None = None,
+           atol: float = 1e-4, overrides: list[str] = ()) -> dict:
+    """Export to ONNX or TorchScript, verified against eager PyTorch before anything is written."""
+    from .export import export_model
+
+    if format not in ("onnx", "torchscript"):
+        raise SegkitError(f"--format {format!r}: expected 'onnx' or 'torchscript'")
+    rec, ckpt = resolve_run(target, checkpoint, overrides)
+    model = load_model(rec, ckpt, torch.device("cpu"))
+    if input_size is None:
+        input_size = default_input_size(rec)
+    suffix = ".onnx" if format == "onnx" else ".ts"
+    out_path = Path(out) if out else Path(rec.work_dir) / "export" / f"model{suffix}"
+    return export_model(model, out_path, format=format, input_shape=(1, 3, *input_size), atol=atol)
+
+
+def default_input_size(rec: Recipe) -> tuple[int, int]:
+    """The training crop size when the pipeline has one, else 512x512."""
+    for step in rec.dataset.train.get("data_pipelines", []):
+        size = step.get("crop_size") or (step.get("output_size") if step.get("type") == "Padding" else None)
+        if size:
+            return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return (512, 512)
+
+
+# ---------------------------------------------------------------------- prepare-data
+def prepare_data(name: str, root: str | Path = "data", from_archive: str | Path | None = None) -> dict:
+    """Download (or take ``from_archive``), extract, convert and check a dataset under ``root``."""
+    from .data.prepare import prepare_dataset
+
+    return prepare_dataset(name, Path(root), Path(from_archive) if from_archive else None)
+
+
+def list_datasets() -> list[dict]:
+    from .registry import PREPARERS
+
+    return [{"name": n, "description": p.description, "size": p.size, "license": p.license}
+            for n, p in PREPARERS.items()]
+
+
+# ---------------------------------------------------------------------- registries
+def list_registry(kind: str | None = None, pattern: str | None = None) -> dict[str, list[dict]]:
+    """``{kind: [{name, where, summary}]}`` for one registry or all of them."""
+    from .errors import did_you_mean
+
+    if kind is not None and kind not in REGISTRIES:
+        raise SegkitError(f"unknown registry '{kind}'{did_you_mean(kind, REGISTRIES)}; "
+                          f"known: {', '.join(REGISTRIES)}")
+    kinds = [kind] if kind else list(REGISTRIES)
+    return {k: [{"name": n, "where": REGISTRIES[k].where(n), "summary": REGISTRIES[k].summary(n)}
+                for n in REGISTRIES[k].filter(pattern)] for k in kinds}
+
+
+def registry_info(kind: str, name: str) -> dict[str, Any]:
+    """A component's arguments with their defaults."""
+    reg = REGISTRIES[kind]
+    params = {}
+    for pname, p in reg.parameters(name).items():
+        params[pname] = None if p.default is inspect.Parameter.empty else repr(p.default)
+    return {"name": name, "where": reg.where(name), "summary": reg.summary(name), "arguments": params}

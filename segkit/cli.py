@@ -1,0 +1,251 @@
+"""The ``segkit`` command: a thin Typer adapter over :mod:`segkit.api`, rendered with rich."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="segkit: semantic segmentation for PyTorch, configured by TOML recipes.")
+console = Console()
+err_console = Console(stderr=True)
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe key: KEY.PATH=VALUE (TOML value).")]
+CkptOpt = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights to use (default: run dir's best.pt, else last.pt).")]
+TTAOpt = Annotated[Optional[str], typer.Option("--tta", help="Test-time augmentation: none, flip, ms, ms+flip.")]
+_ARGV: list[str] = []
+LAUNCH_OPTS = {"--gpus", "--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint"}
+
+
+@app.callback()
+def _root(plugin: Annotated[Optional[list[str]], typer.Option("--plugin", help="Import a module that registers components.")] = None,
+          debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")] = False) -> None:
+    from . import api
+
+    api.load_plugins(plugin or [])
+
+
+def _strip_launch_options(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for tok in argv:
+        if skip:
+            skip = False
+            continue
+        name = tok.split("=", 1)[0]
+        if name in LAUNCH_OPTS:
+            skip = "=" not in tok
+            continue
+        out.append(tok)
+    return out
+
+
+@app.command()
+def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
+          set_: SetOpt = None,
+          work_dir: Annotated[Optional[str], typer.Option("--work-dir", help="Override the recipe's work_dir.")] = None,
+          resume: Annotated[Optional[str], typer.Option("--resume", help="Resume from PATH, or from work_dir's last.pt when given alone.")] = None,
+          seed: Annotated[Optional[int], typer.Option(help="Random seed (recipe key `seed`).")] = None,
+          deterministic: Annotated[bool, typer.Option("--deterministic", help="Deterministic algorithms: bit-identical reruns.")] = False,
+          gpus: Annotated[int, typer.Option("--gpus", help="Run N processes, one per GPU (torchrun, NCCL).")] = 0,
+          nproc: Annotated[int, typer.Option("--nproc", help="Run N processes (torchrun; gloo on CPU).")] = 0,
+          nnodes: Annotated[int, typer.Option("--nnodes", help="Number of machines (torchrun rendezvous).")] = 1,
+          node_rank: Annotated[int, typer.Option("--node-rank")] = 0,
+          rdzv_endpoint: Annotated[Optional[str], typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous, for several nodes.")] = None,
+          device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda when available).")] = None,
+          print_recipe: Annotated[bool, typer.Option("--print-recipe", help="Print the resolved recipe and exit.")] = False,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="Build model, data and optimizer, print a summary, exit.")] = False,
+          as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Train a recipe: rich progress, evaluation and checkpoints in its work_dir."""
+    from . import api
+    from .errors import SegkitError
+
+    if print_recipe:
+        console.print(api.print_recipe(recipe, set_ or [], work_dir), markup=False, highlight=False)
+        return
+    procs = gpus or nproc
+    if gpus and not __import__("torch").cuda.is_available():
+        raise SegkitError(f"--gpus {gpus}: no CUDA GPU is visible; use --nproc {gpus} for CPU processes")
+    if procs > 1 and "LOCAL_RANK" not in os.environ:
+        from .engine.distributed import relaunch
+
+        raise typer.Exit(relaunch(_strip_launch_options(_ARGV), procs, nnodes, node_rank, rdzv_endpoint))
+    result = api.train(recipe, set_ or [], work_dir=work_dir, resume=resume, seed=seed,
+                       deterministic=True if deterministic else None, dry_run=dry_run,
+                       device=device or ("cpu" if nproc else None), console=console)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
+    if as_json:
+        print(json.dumps(result, indent=2))
+    elif dry_run:
+        _kv_table("dry run", result)
+    else:
+        console.print(f"[bold green]done[/]: mIoU {_fmt(result.get('mIoU'))}; run dir {result['work_dir']}")
+
+
+@app.command("eval")
+def eval_(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with --checkpoint.")],
+          checkpoint: CkptOpt = None, set_: SetOpt = None, tta: TTAOpt = None,
+          ema: Annotated[bool, typer.Option("--ema", help="Evaluate the EMA weights.")] = False,
+          device: Annotated[Optional[str], typer.Option("--device")] = None,
+          as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Evaluate on the recipe's test split; writes eval/metrics.json in the run dir."""
+    from . import api
+
+    metrics = api.evaluate(target, checkpoint=checkpoint, overrides=set_ or [], tta=tta, ema=ema, device=device)
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+        return
+    table = Table("class", "IoU", "Acc", "Dice", title=f"evaluation of {metrics['checkpoint']}")
+    for name, iou in metrics["IoU"].items():
+        table.add_row(name, _fmt(iou), _fmt(metrics["Acc"][name]), _fmt(metrics["Dice"][name]))
+    console.print(table)
+    console.print("  ".join(f"{k} {_fmt(metrics[k])}" for k in ("mIoU", "mAcc", "aAcc", "mDice", "mFscore")))
+
+
+@app.command()
+def infer(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with --checkpoint.")],
+          inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders.")],
+          out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("predictions"),
+          checkpoint: CkptOpt = None, set_: SetOpt = None, tta: TTAOpt = None,
+          alpha: Annotated[float, typer.Option(help="Overlay opacity of the colour mask.")] = 0.5,
+          device: Annotated[Optional[str], typer.Option("--device")] = None) -> None:
+    """Predict label maps: <stem>.png (class ids) and <stem>_overlay.png (palette over the image)."""
+    from . import api
+
+    records = api.infer(target, inputs, out, checkpoint=checkpoint, overrides=set_ or [], tta=tta,
+                        device=device, alpha=alpha)
+    console.print(f"wrote {len(records)} label maps and overlays to {out}")
+
+
+@app.command()
+def export(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with --checkpoint.")],
+           format: Annotated[str, typer.Option("--format", "-f", help="onnx or torchscript.")] = "onnx",
+           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file.")] = None,
+           checkpoint: CkptOpt = None, set_: SetOpt = None,
+           input_size: Annotated[Optional[str], typer.Option("--input-size", help="HxW, e.g. 512x512.")] = None,
+           atol: Annotated[float, typer.Option(help="Largest accepted |exported - eager| difference.")] = 1e-4,
+           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Export to ONNX/TorchScript; refused unless it matches eager PyTorch within --atol."""
+    from . import api
+    from .errors import SegkitError
+
+    size = None
+    if input_size:
+        try:
+            size = tuple(int(v) for v in input_size.lower().split("x"))
+            assert len(size) == 2
+        except (ValueError, AssertionError):
+            raise SegkitError(f"--input-size {input_size!r}: expected HxW, e.g. 512x512") from None
+    report = api.export(target, format=format, out=out, checkpoint=checkpoint, input_size=size, atol=atol,
+                        overrides=set_ or [])
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        console.print(f"exported {report['format']} to {report['path']}: max |diff| vs eager "
+                      f"{report['max_abs_diff']:.2e} (atol {report['atol']:.0e})")
+
+
+@app.command("prepare-data")
+def prepare_data(name: Annotated[Optional[str], typer.Argument(help="Dataset name (see --list).")] = None,
+                 root: Annotated[Path, typer.Option("--root", help="Folder to put the dataset in.")] = Path("data"),
+                 from_archive: Annotated[Optional[Path], typer.Option("--from-archive", help="Use an archive you already have.")] = None,
+                 list_: Annotated[bool, typer.Option("--list", help="List the datasets.")] = False) -> None:
+    """Download (or take --from-archive), extract, convert and check a dataset."""
+    from . import api
+    from .errors import SegkitError
+
+    if list_ or name is None:
+        table = Table("name", "size", "licence", "description", title="datasets")
+        for row in api.list_datasets():
+            table.add_row(row["name"], row["size"], row["license"], row["description"])
+        console.print(table)
+        if name is None and not list_:
+            raise SegkitError("give a dataset NAME (listed above)")
+        return
+    summary = api.prepare_data(name, root, from_archive)
+    _kv_table(f"prepared {name}", summary)
+
+
+@app.command("list-registry")
+def list_registry(kind: Annotated[Optional[str], typer.Argument(help="backbones, segmentors, heads, losses, datasets, transforms, optimizers, schedulers, norms, activations, preparers.")] = None,
+                  filter_: Annotated[Optional[str], typer.Option("--filter", help="Glob on names, e.g. 'Res*'.")] = None,
+                  info: Annotated[Optional[str], typer.Option("--info", help="Show one component's arguments.")] = None,
+                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List registered components (name, where defined, summary)."""
+    from . import api
+
+    if info:
+        data = api.registry_info(kind or "backbones", info)
+        if as_json:
+            print(json.dumps(data, indent=2))
+        else:
+            _kv_table(f"{data['name']} ({data['where']})", data["arguments"])
+        return
+    listing = api.list_registry(kind, filter_)
+    if as_json:
+        print(json.dumps(listing, indent=2))
+        return
+    for k, rows in listing.items():
+        table = Table("name", "defined in", "summary", title=f"{k} ({len(rows)})")
+        for row in rows:
+            table.add_row(row["name"], row["where"], row["summary"])
+        console.print(table)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _kv_table(title: str, data: dict) -> None:
+    table = Table("key", "value", title=title)
+    for k, v in data.items():
+        table.add_row(str(k), str(v))
+    console.print(table)
+
+
+def _normalise_argv(argv: list[str]) -> list[str]:
+    """``--resume`` given alone (last, or followed by another option) means: resume from work_dir's last.pt."""
+    out = []
+    for i, tok in enumerate(argv):
+        if tok == "--resume" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            tok = "--resume=auto"
+        out.append(tok)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors exit 2 with a one-line message; anything else exits 1 (traceback with --debug)."""
+    from .errors import SegkitError
+
+    argv = _normalise_argv(list(sys.argv[1:] if argv is None else argv))
+    _ARGV[:] = argv
+    debug = "--debug" in argv
+    try:
+        code = app(args=argv, prog_name="segkit", standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        exc.show()
+        code = 2
+    except click.exceptions.Abort:
+        code = 130
+    except SegkitError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # noqa: BLE001
+        if debug:
+            traceback.print_exc()
+        else:
+            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}\n(run with --debug for the traceback)",
+                              highlight=False)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,83 @@
+"""Distributed set-up from torchrun's environment, and re-launching a command under torchrun."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(init_process_group_cfg: dict | None = None, device: str | None = None) -> DistContext:
+    """Read RANK/LOCAL_RANK/WORLD_SIZE (set by torchrun); init the process group when more than one process runs.
+
+    The backend is NCCL on CUDA and gloo on CPU unless the recipe's ``init_process_group_cfg`` says otherwise.
+    """
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    use_cuda = torch.cuda.is_available() and device != "cpu"
+    dev = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        cfg = dict(init_process_group_cfg or {})
+        cfg.setdefault("backend", "nccl" if use_cuda else "gloo")
+        timeout = cfg.pop("timeout", 1800)
+        dist.init_process_group(timeout=datetime.timedelta(seconds=float(timeout)), **cfg)
+    return DistContext(rank=rank, local_rank=local_rank, world_size=world, device=dev)
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def torchrun_command(argv: list[str], nproc: int, nnodes: int = 1, node_rank: int = 0,
+                     rdzv_endpoint: str | None = None) -> list[str]:
+    """``python -m torch.distributed.run ... -m segkit <argv>``; one node uses a standalone rendezvous."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    if nnodes > 1:
+        if not rdzv_endpoint:
+            from ..errors import SegkitError
+
+            raise SegkitError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (the same on every node)")
+        cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d",
+                f"--rdzv-endpoint={rdzv_endpoint}"]
+    else:
+        cmd += ["--standalone"]
+    return cmd + ["-m", "segkit", *argv]
+
+
+def relaunch(argv: list[str], nproc: int, nnodes: int = 1, node_rank: int = 0,
+             rdzv_endpoint: str | None = None) -> int:
+    """Run the same command under torchrun and return its exit code."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    cmd = torchrun_command(argv, nproc, nnodes, node_rank, rdzv_endpoint)
+    return subprocess.call(cmd, env=env)

@@ -1,0 +1,218 @@
+"""The training loop: one readable ``fit`` plus the callbacks of :mod:`segkit.engine.callbacks`."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+
+from ..data.datasets.build import build_dataset
+from ..data.loader import build_dataloader, set_epoch
+from ..models.build import build_criterion, build_segmentor
+from ..recipe.schema import Recipe
+from ..recipe.toml_write import recipe_to_toml
+from .amp import Amp
+from .callbacks import Callback, Checkpointer, ProgressDisplay, RunLog, write_json
+from .checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from .distributed import DistContext, barrier
+from .ema import ModelEMA
+from .evaluator import evaluate, inference_kwargs
+from .optim import build_optimizer, build_scheduler
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "cached": float(np_state[4])}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Builds everything a recipe describes and trains it for ``scheduler.max_epochs`` epochs."""
+
+    def __init__(self, recipe: Recipe, ctx: DistContext, console: Console | None = None,
+                 resume: str | Path | None = None) -> None:
+        self.recipe, self.ctx = recipe, ctx
+        self.console = console or Console()
+        self.work_dir = Path(recipe.work_dir)
+        seed_everything(recipe.seed, recipe.deterministic)
+        torch.backends.cudnn.benchmark = recipe.benchmark and not recipe.deterministic
+        self._build_data()
+        self._build_model()
+        self.epoch, self.iteration, self.best_miou = 1, 0, -1.0
+        self.metrics: dict = {}
+        self.last_eval_epoch = 0
+        self.max_epochs = recipe.scheduler.max_epochs
+        self.max_iters = self.max_epochs * len(self.train_loader)
+        self.callbacks: list[Callback] = []
+        if resume is not None:
+            self._resume(Path(resume))
+
+    # ------------------------------------------------------------------ building
+    def _build_data(self) -> None:
+        r, ctx = self.recipe, self.ctx
+        cfg = r.dataset.model_dump()
+        if not ctx.is_main:
+            barrier()  # rank 0 first: it may write data on first use (the synthetic dataset)
+        self.train_set = build_dataset(cfg, mode="TRAIN", seed=r.seed)
+        self.val_set = build_dataset(cfg, mode="TEST", seed=r.seed)
+        if ctx.is_main:
+            barrier()
+        dl = r.dataloader
+        self.train_loader = build_dataloader(
+            self.train_set, dl.train.model_dump(), mode="TRAIN", world_size=ctx.world_size, rank=ctx.rank,
+            seed=r.seed, expected_total_train_bs=dl.expected_total_train_bs_for_assert,
+            auto_adapt=dl.auto_adapt_to_expected_train_bs)
+        self.val_loader = build_dataloader(self.val_set, dl.test.model_dump(), mode="TEST",
+                                           world_size=ctx.world_size, rank=ctx.rank, seed=r.seed)
+
+    def _build_model(self) -> None:
+        r, ctx = self.recipe, self.ctx
+        model = build_segmentor(r)
+        if ctx.distributed and r.norm_cfg and r.norm_cfg.get("type") == "SyncBatchNorm":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model.to(ctx.device)
+        self.criterion = build_criterion(r, self.model).to(ctx.device)
+        self.optimizer = build_optimizer(self.model, r.scheduler.optimizer)
+        self.scheduler = build_scheduler(self.optimizer, r.scheduler, len(self.train_loader))
+        self.amp = Amp(r.fp16_cfg, ctx.device)
+        self.ema = ModelEMA(self.model, r.ema_cfg.momentum, r.ema_cfg.device) if r.ema_cfg.momentum else None
+        self.ddp = self.model
+        if ctx.distributed:
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, **r.build_dist_model_cfg)
+
+    def summary(self) -> str:
+        params = sum(p.numel() for p in self.model.parameters())
+        return (f"{self.recipe.type}/{self.recipe.backbone.get('type')} {params / 1e6:.2f}M params, "
+                f"train {len(self.train_set)} / val {len(self.val_set)} images, "
+                f"batch {self.train_loader.batch_size} x {self.ctx.world_size} proc, device {self.ctx.device}")
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scaler": self.amp.scaler.state_dict(), "epoch": self.epoch, "iteration": self.iteration,
+                 "best_miou": self.best_miou, "rng": rng_state(), "recipe": recipe_to_toml(self.recipe)}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def save(self, state: dict, path: Path) -> None:
+        save_checkpoint(state, path)
+
+    def _resume(self, path: Path) -> None:
+        state = load_checkpoint(path, map_location=self.ctx.device)
+        load_model_weights(self.model, state["model"], path)
+        for key in ("optimizer", "epoch", "iteration"):
+            if key not in state:
+                from ..errors import CheckpointError
+
+                raise CheckpointError(f"{path} holds weights only (no '{key}'); it cannot resume training")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.amp.scaler.load_state_dict(state.get("scaler", {}))
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
+        self.epoch, self.iteration = state["epoch"] + 1, state["iteration"]
+        self.best_miou = state.get("best_miou", -1.0)
+        if "rng" in state:
+            set_rng_state(state["rng"])
+        self.console.print(f"resumed from {path} at epoch {state['epoch']} (iteration {self.iteration})")
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> dict:
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        start_epoch = self.epoch
+        interval_imgs, t0, t_start, it_start = 0, time.perf_counter(), time.perf_counter(), self.iteration
+        for epoch in range(start_epoch, self.max_epochs + 1):
+            self.epoch = epoch
+            set_epoch(self.train_loader, epoch)
+            self.ddp.train()
+            for batch in self.train_loader:
+                losses = self.train_step(batch)
+                interval_imgs += batch["image"].shape[0] * self.ctx.world_size
+                if self.callbacks:
+                    now = time.perf_counter()
+                    rate = (self.iteration - it_start) / max(now - t_start, 1e-9)
+                    logs = {"epoch": epoch, "iter": self.iteration, "lr": self.last_lr,
+                            **dict(zip(losses, torch.stack(list(losses.values())).tolist(), strict=True)),
+                            "imgs_per_s": interval_imgs / max(now - t0, 1e-9),
+                            "eta_s": (self.max_iters - self.iteration) / max(rate, 1e-9)}
+                    interval_imgs, t0 = 0, now
+                    for cb in self.callbacks:
+                        cb.on_step_end(self, logs)
+            if epoch % self.recipe.eval_interval_epochs == 0 or epoch == self.max_epochs:
+                self.metrics = self.evaluate()
+                self.last_eval_epoch = epoch
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, epoch)
+            barrier()
+        if self.ctx.is_main and self.metrics:
+            write_json(self.work_dir / "eval" / "metrics.json", self.metrics)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.metrics
+
+    def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One iteration: lr update, forward, loss, backward, step, EMA. Returns the loss terms (detached;
+        rank 0 displays its own values, so no collective is needed for logging)."""
+        device = self.ctx.device
+        self.last_lr = self.scheduler.update_lr(self.iteration)
+        images = batch["image"].to(device, non_blocking=True)
+        targets = batch["seg_target"].to(device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.amp.autocast():
+            outputs = self.ddp(images)
+            total, terms = self.criterion(outputs, targets)
+        self.amp.backward_and_step(total, self.optimizer,
+                                   clip=self.scheduler.clip_gradients if self.scheduler.clipgrad else None)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.iteration += 1
+        return {**{k: v.detach().float() for k, v in terms.items()}, "loss_total": total.detach().float()}
+
+    def evaluate(self, model: nn.Module | None = None) -> dict:
+        r = self.recipe
+        return evaluate(model or self.model, self.val_loader, num_classes=r.num_classes,
+                        classnames=getattr(self.val_set, "classnames", None), device=self.ctx.device,
+                        infer_kwargs=inference_kwargs(r.inference, r.num_classes, r.align_corners),
+                        autocast=self.amp.autocast)
+
+
+def default_callbacks(trainer: Trainer, console: Console) -> list[Callback]:
+    """Rank 0 logs, draws and writes checkpoints; other ranks only train."""
+    if not trainer.ctx.is_main:
+        return []
+    r = trainer.recipe
+    interval = r.training_logging_manager_cfg.log_interval_iters or max(len(trainer.train_loader), 1)
+    return [RunLog(trainer.work_dir, interval), ProgressDisplay(console, interval),
+            Checkpointer(trainer.work_dir / "checkpoints", r.save_interval_epochs)]

@@ -1,0 +1,187 @@
+"""A confusion matrix kept on the device, summed across ranks, and SSSegmentation's metrics computed from it.
+
+Rows are ground-truth classes, columns predicted classes (torchvision ``references/segmentation`` layout). Every
+metric is computed from the *global* per-class areas accumulated over the whole split, as SSSegmentation's
+built-in ``Evaluation`` does (facts §5.4)::
+
+    intersect = diag(M)            label_area = M.sum(1)            pred_area = M.sum(0)
+    union = pred_area + label_area - intersect
+
+    IoU = I / U      Acc = Recall = I / label      Precision = I / pred      Dice = 2I / (pred + label)
+    Fscore = (1 + b^2) P R / (b^2 P + R)           aAcc = sum(I) / sum(label)
+
+A class absent from both ground truth and prediction has ``0/0 = NaN`` and is left out of the means; a class that
+is predicted but never in the ground truth has IoU 0 and counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ..errors import SegkitError, did_you_mean
+
+PER_CLASS_KEYS = ("IoU", "Acc", "Dice", "Fscore", "Precision", "Recall")
+"""Per-class entries of :meth:`ConfusionMatrix.compute`, each a ``{classname: value}`` dict."""
+
+SSSEG_METRIC_KEYS: dict[str, str] = {
+    "iou": "IoU",
+    "miou": "mIoU",
+    "dice": "Dice",
+    "mdice": "mDice",
+    "fscore": "Fscore",
+    "mfscore": "mFscore",
+    "recall": "Recall",
+    "precision": "Precision",
+    "accuracy": "Acc",
+    "all_accuracy": "aAcc",
+    # chainercv's names, which SSSegmentation also accepts when chainercv is installed
+    "pixel_accuracy": "aAcc",
+    "class_accuracy": "Acc",
+    "mean_class_accuracy": "mAcc",
+}
+"""SSSegmentation's ``inference.evaluate.metric_list`` names -> keys of :meth:`ConfusionMatrix.compute`."""
+
+
+class ConfusionMatrix:
+    """An ``int64`` ``(num_classes, num_classes)`` confusion matrix accumulated on ``device``."""
+
+    def __init__(self, num_classes: int, device: torch.device | str | None = None) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        self.num_classes = num_classes
+        self.mat = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
+
+    def reset(self) -> None:
+        """Forget everything accumulated so far."""
+        self.mat.zero_()
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch of predicted and ground-truth label maps (integer tensors of the same shape).
+
+        Target pixels outside ``[0, num_classes)`` are ignored (SSSegmentation maps them to -1 and drops them).
+        A prediction outside that range is a bug in the caller and raises ``ValueError``.
+        """
+        if pred.shape != target.shape:
+            raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+        if pred.is_floating_point() or target.is_floating_point():
+            raise ValueError("pred and target must be integer label maps (take the argmax of the logits first)")
+        n = self.num_classes
+        pred = pred.to(self.mat.device, torch.int64).flatten()
+        target = target.to(self.mat.device, torch.int64).flatten()
+        keep = (target >= 0) & (target < n)
+        pred, target = pred[keep], target[keep]
+        if pred.numel() and bool(((pred < 0) | (pred >= n)).any()):
+            raise ValueError(f"predictions must lie in [0, {n}); got values outside it")
+        self.mat += torch.bincount(target * n + pred, minlength=n * n).reshape(n, n)
+
+    def all_reduce(self) -> None:
+        """Sum the matrix over all ranks in place (a no-op unless ``torch.distributed`` is initialised).
+
+        With the NCCL backend the matrix must live on the rank's CUDA device.
+        """
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.mat, op=dist.ReduceOp.SUM)
+
+    def areas(self) -> dict[str, torch.Tensor]:
+        """Per-class ``intersect``, ``pred_area``, ``label_area`` and ``union`` as float64 CPU tensors."""
+        mat = self.mat.detach().to("cpu", torch.float64)
+        intersect = mat.diagonal().clone()
+        pred_area = mat.sum(0)
+        label_area = mat.sum(1)
+        return {
+            "intersect": intersect,
+            "pred_area": pred_area,
+            "label_area": label_area,
+            "union": pred_area + label_area - intersect,
+        }
+
+    def compute(
+        self, classnames: Sequence[str] | None = None, beta: float = 1.0, nan_to_num: float | None = None
+    ) -> dict[str, Any]:
+        """SSSegmentation's metrics as a JSON-safe dict (plain floats; NaN becomes ``None``).
+
+        Keys: ``aAcc``, ``mIoU``, ``mAcc``, ``mDice``, ``mFscore``, ``mPrecision``, ``mRecall`` and the per-class
+        dicts of :data:`PER_CLASS_KEYS` keyed by class name (``classnames`` or ``"0"``, ``"1"``, ...).
+        ``nan_to_num``, as in SSSegmentation, replaces per-class NaNs *before* the means are taken.
+        """
+        names = _class_names(classnames, self.num_classes)
+        areas = self.areas()
+        per_class = per_class_metrics(areas, beta)
+        if nan_to_num is not None:
+            per_class = {k: torch.nan_to_num(v, nan=nan_to_num) for k, v in per_class.items()}
+        total = float(areas["label_area"].sum())
+        results: dict[str, Any] = {"aAcc": float(areas["intersect"].sum()) / total if total else math.nan}
+        for key in PER_CLASS_KEYS:
+            results[f"m{key}"] = nan_mean(per_class[key])
+        for key in PER_CLASS_KEYS:
+            results[key] = dict(zip(names, per_class[key].tolist(), strict=True))
+        return to_json_safe(results)
+
+
+def per_class_metrics(areas: Mapping[str, torch.Tensor], beta: float = 1.0) -> dict[str, torch.Tensor]:
+    """Per-class IoU, Acc, Dice, Fscore, Precision and Recall from the areas of :meth:`ConfusionMatrix.areas`."""
+    intersect, pred_area, label_area = areas["intersect"], areas["pred_area"], areas["label_area"]
+    precision = intersect / pred_area
+    recall = intersect / label_area
+    b2 = beta**2
+    return {
+        "IoU": intersect / areas["union"],
+        "Acc": recall,
+        "Dice": 2 * intersect / (pred_area + label_area),
+        "Fscore": (1 + b2) * precision * recall / (b2 * precision + recall),
+        "Precision": precision,
+        "Recall": recall,
+    }
+
+
+def nan_mean(values: torch.Tensor) -> float:
+    """The mean of the non-NaN entries (NaN when there are none), like ``numpy.nanmean`` without the warning."""
+    kept = values[~torch.isnan(values)]
+    return float(kept.mean()) if kept.numel() else math.nan
+
+
+def to_json_safe(value: Any) -> Any:
+    """Turn nested dicts/lists of numbers (Python, numpy or 0-d torch) into plain JSON values; NaN/inf -> None."""
+    if isinstance(value, Mapping):
+        return {str(k): to_json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if callable(getattr(value, "tolist", None)):  # torch tensors, numpy arrays and scalars
+        return to_json_safe(value.tolist())
+    return value
+
+
+def filter_metrics(results: Mapping[str, Any], metric_list: Sequence[str]) -> dict[str, Any]:
+    """Keep only the metrics named in ``metric_list`` (SSSegmentation names such as ``miou``, or segkit keys).
+
+    An unknown name raises :class:`~segkit.errors.SegkitError` listing the valid ones (SSSegmentation asserts).
+    """
+    selected: dict[str, Any] = {}
+    for name in metric_list:
+        key = SSSEG_METRIC_KEYS.get(name.lower(), name)
+        if key not in results:
+            known = sorted(set(SSSEG_METRIC_KEYS) | set(results))
+            raise SegkitError(
+                f"unknown metric '{name}'{did_you_mean(name, known)} (known: {', '.join(known)})"
+            )
+        selected[key] = results[key]
+    return selected
+
+
+def _class_names(classnames: Sequence[str] | None, num_classes: int) -> list[str]:
+    if classnames is None:
+        return [str(i) for i in range(num_classes)]
+    names = [str(n) for n in classnames]
+    if len(names) != num_classes or len(set(names)) != num_classes:
+        raise SegkitError(f"expected {num_classes} distinct class names, got {len(names)}: {names}")
+    return names

@@ -1,0 +1,46 @@
+"""Checking every component table of a recipe against its registered class, before anything is built."""
+
+from __future__ import annotations
+
+from ..errors import RecipeError
+from ..registry import DATASETS, OPTIMIZERS, SCHEDULERS, TRANSFORMS
+from .schema import Recipe
+
+# keys the dataset builder supplies itself
+DATASET_PROVIDED = ("mode", "seed", "set", "rootdir")
+
+
+def dataset_split_cfg(recipe: Recipe, mode: str) -> dict:
+    """SSSegmentation's rule: the ``train`` (or ``test``) table is merged into the top level for that mode."""
+    cfg = recipe.dataset.model_dump()
+    train, test = cfg.pop("train"), cfg.pop("test")
+    return {**cfg, **(train if mode == "TRAIN" else test)}
+
+
+def check_dataset(recipe: Recipe) -> None:
+    for mode, split in (("TRAIN", "train"), ("TEST", "test")):
+        cfg = dataset_split_cfg(recipe, mode)
+        pipelines = cfg.get("data_pipelines", [])
+        if not isinstance(pipelines, list):
+            raise RecipeError(f"dataset.{split}.data_pipelines", "expected an array of tables")
+        for i, step in enumerate(pipelines):
+            TRANSFORMS.validate(step, path=f"dataset.{split}.data_pipelines[{i}]")
+        shallow = {k: v for k, v in cfg.items() if k != "data_pipelines"}
+        DATASETS.validate(shallow, path="dataset", provided=DATASET_PROVIDED)
+
+
+def check_optim(recipe: Recipe) -> None:
+    opt = recipe.scheduler.optimizer.model_dump()
+    for key in ("params_rules", "filter_params", "base_setting"):
+        opt.pop(key)
+    OPTIMIZERS.validate(opt, path="scheduler.optimizer", provided=("params",))
+    SCHEDULERS.get(recipe.scheduler.type, path="scheduler.type")
+
+
+def check_components(recipe: Recipe) -> None:
+    """Raise a path-qualified :class:`RecipeError` for the first bad component table."""
+    from ..models.build import validate_model
+
+    validate_model(recipe)
+    check_dataset(recipe)
+    check_optim(recipe)

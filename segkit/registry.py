@@ -1,0 +1,198 @@
+"""One ``Registry`` class for every kind of component.
+
+A component is registered where it is defined::
+
+    @BACKBONES.register("ResNet")
+    class ResNet(nn.Module): ...
+
+and built from a recipe table (a dict with ``type``)::
+
+    BACKBONES.build({"type": "ResNet", "depth": 50}, path="backbone")
+
+Before the component is constructed, the table's keys are checked against the constructor's signature and its
+type annotations (through pydantic), so a typo or a wrong type is reported with its TOML path and a suggestion,
+before any model is built.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pydantic
+
+from .errors import RecipeError, did_you_mean
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n", 1)[0].strip()
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(annotation: Any) -> pydantic.TypeAdapter | None:
+    """A validator for ``annotation``; None when pydantic cannot describe the type (it is then not checked)."""
+    try:
+        return pydantic.TypeAdapter(annotation, config=pydantic.ConfigDict(arbitrary_types_allowed=True))
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError):
+        return None
+
+
+def _signature(obj: Callable) -> inspect.Signature:
+    target = obj.__init__ if inspect.isclass(obj) and obj.__init__ is not object.__init__ else obj
+    return inspect.signature(target)
+
+
+def _hints(obj: Callable) -> dict[str, Any]:
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # unresolvable forward references: fall back to no type checks
+        return {}
+
+
+class Registry:
+    """A name -> component mapping with validated construction."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Callable] = {}
+
+    # ----------------------------------------------------------------- registration
+    def register(self, name: str | None = None, obj: Callable | None = None, *, force: bool = False):
+        """Register ``obj`` under ``name``; without ``obj`` this is a decorator. Duplicate names fail."""
+
+        def add(item: Callable) -> Callable:
+            key = name or item.__name__
+            if key in self._entries and not force and self._entries[key] is not item:
+                raise KeyError(f"{self.kind} '{key}' is already registered ({self.where(key)})")
+            self._entries[key] = item
+            return item
+
+        return add(obj) if obj is not None else add
+
+    # ----------------------------------------------------------------- lookup
+    def get(self, name: str, path: str = "type") -> Callable:
+        """Return the component called ``name``; a miss lists the valid names and the closest match."""
+        if name not in self._entries:
+            names = ", ".join(sorted(self._entries))
+            raise RecipeError(
+                path, f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)} (known: {names})"
+            )
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def items(self) -> list[tuple[str, Callable]]:
+        return [(n, self._entries[n]) for n in self.names()]
+
+    def where(self, name: str) -> str:
+        obj = self._entries[name]
+        module = getattr(obj, "__module__", "?")
+        return f"{module}.{getattr(obj, '__qualname__', name)}"
+
+    def summary(self, name: str) -> str:
+        return _first_line(getattr(self._entries[name], "__doc__", ""))
+
+    def filter(self, pattern: str | None) -> list[str]:
+        return [n for n in self.names() if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+
+    # ----------------------------------------------------------------- validation and construction
+    def parameters(self, name: str) -> dict[str, inspect.Parameter]:
+        """The keyword parameters ``name`` takes (``self`` and ``*args`` excluded)."""
+        sig = _signature(self.get(name))
+        return {
+            p.name: p
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        }
+
+    def accepts_any_keyword(self, name: str) -> bool:
+        sig = _signature(self.get(name))
+        return any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+    def validate(self, cfg: dict, path: str = "", provided: tuple[str, ...] = ()) -> dict:
+        """Check a table against the component's signature; return the kwargs coerced by the type hints.
+
+        ``provided`` names arguments the build code passes itself (they must not be missing from ``cfg``).
+        """
+        if not isinstance(cfg, dict) or "type" not in cfg:
+            raise RecipeError(path, f"expected a table with a 'type' key naming a {self.kind}")
+        name = cfg["type"]
+        prefix = f"{path}." if path else ""
+        obj = self.get(name, path=f"{prefix}type")
+        params = self.parameters(name)
+        hints = _hints(obj)
+        kwargs = {k: v for k, v in cfg.items() if k != "type"}
+        if not self.accepts_any_keyword(name):
+            for key in kwargs:
+                if key not in params:
+                    raise RecipeError(
+                        f"{prefix}{key}", f"{name} takes no '{key}'{did_you_mean(key, params)}"
+                    )
+        for pname, param in params.items():
+            if pname in kwargs:
+                annotation = hints.get(pname)
+                adapter = _adapter(annotation) if annotation is not None and annotation is not Any else None
+                if adapter is not None:
+                    try:
+                        kwargs[pname] = adapter.validate_python(kwargs[pname])
+                    except pydantic.ValidationError as exc:
+                        err = exc.errors()[0]
+                        raise RecipeError(
+                            f"{prefix}{pname}",
+                            f"{err['msg']} (got {kwargs[pname]!r}; {name} expects {_type_name(annotation)})",
+                        ) from None
+            elif param.default is inspect.Parameter.empty and pname not in provided:
+                raise RecipeError(f"{prefix}{pname}", f"{name} needs '{pname}' and the recipe does not give it")
+        return kwargs
+
+    def build(self, cfg: dict, path: str = "", **extra: Any) -> Any:
+        """Validate ``cfg`` and construct the component; ``extra`` are arguments supplied by the build code."""
+        kwargs = self.validate(cfg, path, provided=tuple(extra))
+        obj = self.get(cfg["type"])
+        return obj(**{**kwargs, **extra})
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+BACKBONES = Registry("backbone")
+HEADS = Registry("head")
+SEGMENTORS = Registry("segmentor")
+LOSSES = Registry("loss")
+DATASETS = Registry("dataset")
+TRANSFORMS = Registry("transform")
+OPTIMIZERS = Registry("optimizer")
+SCHEDULERS = Registry("scheduler")
+NORMS = Registry("norm")
+ACTIVATIONS = Registry("activation")
+PREPARERS = Registry("dataset preparer")
+
+REGISTRIES: dict[str, Registry] = {
+    "backbones": BACKBONES,
+    "heads": HEADS,
+    "segmentors": SEGMENTORS,
+    "losses": LOSSES,
+    "datasets": DATASETS,
+    "transforms": TRANSFORMS,
+    "optimizers": OPTIMIZERS,
+    "schedulers": SCHEDULERS,
+    "norms": NORMS,
+    "activations": ACTIVATIONS,
+    "preparers": PREPARERS,
+}

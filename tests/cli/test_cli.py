@@ -1,0 +1,133 @@
+"""The CLI end to end on a tiny recipe, and its error contract (exit 2, one message, no traceback)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from segkit.cli import main
+
+
+def segkit(*args: str, check_code: int | None = 0) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "segkit", *args], capture_output=True, text=True, timeout=600)
+    if check_code is not None:
+        assert proc.returncode == check_code, proc.stdout + proc.stderr
+    return proc
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+@pytest.fixture
+def trained_run(tiny_recipe, capsys) -> Path:
+    code, out, err = run_cli(capsys, "train", str(tiny_recipe))
+    assert code == 0, out + err
+    return tiny_recipe.parent / "run"
+
+
+def test_train_writes_the_run_dir(trained_run):
+    run = trained_run
+    for rel in ["recipe.toml", "log.txt", "metrics.jsonl", "eval/metrics.json", "checkpoints/epoch_1.pt",
+                "checkpoints/epoch_2.pt", "checkpoints/last.pt", "checkpoints/best.pt"]:
+        assert (run / rel).is_file(), rel
+    metrics = json.loads((run / "eval/metrics.json").read_text())
+    assert set(metrics["IoU"]) == {"background", "disc", "square", "triangle", "ring"}
+    for key in ("mIoU", "mAcc", "aAcc", "mDice", "mFscore"):
+        assert 0.0 <= metrics[key] <= 1.0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in lines} == {"train", "eval"}
+    ckpt = torch.load(run / "checkpoints/last.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["iteration"] == 6 and "optimizer" in ckpt and "rng" in ckpt
+
+
+def test_eval_infer_export(trained_run, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "eval", str(trained_run), "--json", "--tta", "flip")
+    assert code == 0
+    metrics = json.loads(out)
+    assert "mIoU" in metrics and metrics["checkpoint"].endswith("best.pt")
+
+    image_dir = Path(json.loads((trained_run / "recipe.toml").read_text().split("rootdir = ")[1].split("\n")[0]))
+    val_dir = image_dir / "images" / "val"
+    code, out, err = run_cli(capsys, "infer", str(trained_run), str(val_dir), "--out", str(tmp_path / "pred"))
+    assert code == 0, err
+    stems = sorted(p.stem for p in val_dir.iterdir())
+    labels = cv2.imread(str(tmp_path / "pred" / f"{stems[0]}.png"), cv2.IMREAD_UNCHANGED)
+    overlay = cv2.imread(str(tmp_path / "pred" / f"{stems[0]}_overlay.png"))
+    source = cv2.imread(str(val_dir / f"{stems[0]}.png"))
+    assert labels.shape == source.shape[:2] and labels.max() < 5
+    assert overlay.shape == source.shape
+
+    for fmt in ("onnx", "torchscript"):
+        target = tmp_path / f"model.{fmt}"
+        code, out, err = run_cli(capsys, "export", str(trained_run), "--format", fmt, "--out", str(target),
+                                 "--json")
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["max_abs_diff"] <= report["atol"] and target.is_file()
+
+
+def test_print_recipe_and_dry_run(tiny_recipe, capsys):
+    code, out, _ = run_cli(capsys, "train", str(tiny_recipe), "--print-recipe", "--set", "scheduler.max_epochs=9")
+    assert code == 0 and "max_epochs = 9" in out
+    code, out, _ = run_cli(capsys, "train", str(tiny_recipe), "--dry-run", "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["parameters"] > 0 and summary["train_size"] == 24 and summary["val_size"] == 8
+    assert summary["train_batch_size_per_process"] == 8
+
+
+def test_list_registry(capsys):
+    code, out, _ = run_cli(capsys, "list-registry", "backbones", "--json")
+    assert code == 0 and {"ResNet", "TIMMBackbone"} <= {r["name"] for r in json.loads(out)["backbones"]}
+    code, out, _ = run_cli(capsys, "list-registry", "norms", "--filter", "Batch*", "--json")
+    assert {r["name"] for r in json.loads(out)["norms"]} >= {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d"}
+    code, out, err = run_cli(capsys, "list-registry", "backbonez")
+    assert code == 2 and "did you mean 'backbones'" in err
+
+
+@pytest.mark.parametrize(
+    "setting, needle",
+    [
+        ("scheduler.max_epoch=3", "scheduler.max_epoch"),
+        ('scheduler.max_epochs="x"', "scheduler.max_epochs"),
+        ('backbone.type="ResNat"', "backbone.type"),
+        ('dataset.rootdir="/nonexistent/dir"', "/nonexistent/dir"),
+    ],
+)
+def test_bad_input_exits_2_without_traceback(tiny_recipe, setting, needle):
+    proc = segkit("train", str(tiny_recipe), "--set", setting, check_code=2)
+    assert needle in proc.stderr and "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_bad_checkpoint_and_image(trained_run, tmp_path):
+    bogus = tmp_path / "bogus.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    proc = segkit("eval", str(trained_run), "--checkpoint", str(bogus), check_code=2)
+    assert "bogus.pt" in proc.stderr and "Traceback" not in proc.stderr
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 truncated")
+    proc = segkit("infer", str(trained_run), str(broken), "--out", str(tmp_path / "o"), check_code=2)
+    assert "broken.jpg" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unreadable_image_in_dataset(tiny_recipe, tmp_path, synthetic_root):
+    import shutil
+
+    data = tmp_path / "copy"
+    shutil.copytree(synthetic_root, data)
+    victim = sorted((data / "images" / "train").iterdir())[0]
+    victim.write_bytes(b"garbage")
+    proc = segkit("train", str(tiny_recipe), "--set", f'dataset.rootdir="{data}"', check_code=2)
+    assert victim.name in proc.stderr and "Traceback" not in proc.stderr
+
+

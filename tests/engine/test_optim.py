@@ -1,0 +1,71 @@
+"""Optimizers with params_rules, and the per-iteration schedules (SSSegmentation's formulas)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from segkit.engine.optim import build_optimizer, build_scheduler, param_groups
+from segkit.recipe.schema import OptimizerCfg, SchedulerCfg, WarmupCfg
+
+
+def test_poly_schedule_matches_formula():
+    model = nn.Linear(2, 2)
+    cfg = SchedulerCfg(max_epochs=2, power=0.9, optimizer=OptimizerCfg(type="SGD", lr=0.1))
+    opt = build_optimizer(model, cfg.optimizer)
+    sched = build_scheduler(opt, cfg, iters_per_epoch=5)
+    min_lr = 0.1 * 0.01  # SSSegmentation's default min_lr: 1% of lr
+    for it in (0, 3, 9):
+        expected = (1 - it / 10) ** 0.9 * (0.1 - min_lr) + min_lr
+        assert sched.update_lr(it) == pytest.approx(expected)
+        assert opt.param_groups[0]["lr"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("kind", ["constant", "linear", "exp"])
+def test_warmup(kind):
+    cfg = SchedulerCfg(max_epochs=1, min_lr=0.0, power=1.0, warmup_cfg=WarmupCfg(type=kind, ratio=0.1, iters=4),
+                       optimizer=OptimizerCfg(type="SGD", lr=1.0))
+    opt = build_optimizer(nn.Linear(1, 1), cfg.optimizer)
+    sched = build_scheduler(opt, cfg, iters_per_epoch=100)
+    base = 1 - 2 / 100
+    expected = {"constant": base * 0.1, "linear": base * (1 - 0.5 * 0.9), "exp": base * 0.1 ** 0.5}[kind]
+    assert sched.lr_at(2) == pytest.approx(expected)
+    assert sched.lr_at(5) == pytest.approx(1 - 5 / 100)  # warm-up over
+
+
+def test_cosine_by_epoch():
+    cfg = SchedulerCfg(type="CosineScheduler", max_epochs=4, min_lr=0.0, optimizer=OptimizerCfg(lr=1.0))
+    sched = build_scheduler(build_optimizer(nn.Linear(1, 1), cfg.optimizer), cfg, iters_per_epoch=10)
+    assert sched.lr_at(25) == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 4)))
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone_net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+        self.decoder = nn.Conv2d(4, 2, 1)
+
+
+def test_params_rules_longest_substring_wins_and_base_setting():
+    rules = {"backbone_net": {"lr_multiplier": 0.1}, "backbone_net.0": {"lr_multiplier": 0.5, "wd_multiplier": 0.0}}
+    groups = param_groups(Tiny(), lr=1.0, weight_decay=0.01, params_rules=rules,
+                          base_setting={"norm_wd_multiplier": 0.0, "bias_lr_multiplier": 2.0}, filter_params=False)
+    by_name = {g["name"]: g for g in groups}
+    assert by_name["backbone_net.0.weight"]["lr"] == 0.5 and by_name["backbone_net.0.weight"]["weight_decay"] == 0
+    assert by_name["backbone_net.1.weight"]["lr"] == pytest.approx(0.1)
+    assert by_name["decoder.bias"]["lr"] == 2.0          # base_setting: bias of a non-norm layer
+    assert by_name["decoder.weight"]["weight_decay"] == 0.01
+
+
+def test_scheduler_applies_group_multipliers():
+    cfg = SchedulerCfg(max_epochs=1, optimizer=OptimizerCfg(type="AdamW", lr=1e-3, weight_decay=0.01,
+                                                            params_rules={"decoder": {"lr_multiplier": 10.0}}))
+    opt = build_optimizer(Tiny(), cfg.optimizer)
+    assert isinstance(opt, torch.optim.AdamW)
+    sched = build_scheduler(opt, cfg, iters_per_epoch=10)
+    lr = sched.update_lr(0)
+    dec = [g for g in opt.param_groups if g["name"].startswith("decoder")]
+    assert all(g["lr"] == pytest.approx(10 * lr) for g in dec)

@@ -1,0 +1,138 @@
+"""Every registered backbone and segmentor: build, forward shapes, finite gradients; FCN specifics and training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segkit import BACKBONES, SEGMENTORS
+from segkit.models import build_criterion, build_segmentor
+from segkit.models.heads import AuxiliaryHead, FCNHead
+from segkit.models.segmentors import FCN, EncoderDecoder
+
+from .helpers import BN, count_parameters, fcn_r50_voc_recipe, images, make_recipe
+
+SMALL_BACKBONES = {
+    "ResNet": {"depth": 18, "base_channels": 8, "stem_channels": 8, "outstride": 8, "norm_cfg": BN,
+               "pretrained": False},
+    "TIMMBackbone": {"model_name": "test_resnet", "pretrained": False},
+}
+"""A small configuration per registered backbone; a new backbone must add one here."""
+
+
+def _finite_grads(module: nn.Module) -> None:
+    for name, parameter in module.named_parameters():
+        if parameter.requires_grad:
+            assert parameter.grad is not None, f"{name} got no gradient"
+            assert torch.isfinite(parameter.grad).all(), f"{name} has non-finite gradients"
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_every_backbone_builds_forwards_as_declared_and_backpropagates(name):
+    assert name in SMALL_BACKBONES, f"add a small configuration for the backbone {name} to SMALL_BACKBONES"
+    backbone = BACKBONES.build({"type": name, **SMALL_BACKBONES[name]}, path="backbone")
+    info = backbone.feature_info
+    assert info and all(set(i) == {"num_chs", "reduction", "module"} for i in info)
+    assert [i["reduction"] for i in info] == sorted(i["reduction"] for i in info)
+    outputs = backbone(images(2, 64))
+    assert isinstance(outputs, list) and len(outputs) == len(info)
+    for output, declared in zip(outputs, info, strict=True):
+        assert output.shape == (2, declared["num_chs"], 64 // declared["reduction"], 64 // declared["reduction"])
+    sum(o.square().mean() for o in outputs).backward()
+    _finite_grads(backbone)
+
+
+@pytest.mark.parametrize("name", SEGMENTORS.names())
+def test_every_segmentor_builds_from_a_recipe_and_trains_one_step(name):
+    recipe = make_recipe(type=name)
+    segmentor = build_segmentor(recipe).train()
+    criterion = build_criterion(recipe, segmentor)
+    outputs = segmentor(images(2, 64))
+    assert list(outputs) == segmentor.output_names(training=True) == ["out", "aux"]
+    for output in outputs.values():
+        assert output.shape == (2, 4, 8, 8)
+    target = torch.randint(0, 4, (2, 64, 64))
+    total, losses = criterion(outputs, target)
+    assert set(losses) == {"loss_cls", "loss_aux"} and torch.isfinite(total)
+    total.backward()
+    _finite_grads(segmentor)
+    segmentor.eval()
+    with torch.no_grad():
+        assert list(segmentor(images(1, 64))) == segmentor.output_names(training=False) == ["out"]
+
+
+def test_fcn_resnet50os8_voc_has_ssseg_parameter_count():
+    segmentor = build_segmentor(fcn_r50_voc_recipe())
+    assert isinstance(segmentor, FCN) and segmentor.head_type == "FCNHead"
+    assert count_parameters(segmentor) == 40_066_954
+    assert count_parameters(segmentor.backbone) == 23_527_264
+    assert isinstance(segmentor.head, FCNHead) and isinstance(segmentor.aux_heads[0], AuxiliaryHead)
+    with torch.no_grad():
+        outputs = segmentor.train()(images(1, 64))
+    assert outputs["out"].shape == outputs["aux"].shape == (1, 21, 8, 8)
+
+
+def test_a_list_of_auxiliary_heads_uses_the_features_before_the_last():
+    recipe = make_recipe(
+        backbone={**make_recipe().backbone, "selected_indices": [1, 2, 3]},
+        auxiliary=[{"out_channels": 8}, {"out_channels": 8, "num_convs": 0}],
+        losses={"loss_cls": {"type": "CrossEntropyLoss"}, "loss_aux1": {"type": "CrossEntropyLoss"},
+                "loss_aux2": [{"type": "CrossEntropyLoss"}, {"type": "CrossEntropyLoss", "use_sigmoid": True}]},
+    )
+    segmentor = build_segmentor(recipe)
+    assert [h.in_channels for h in segmentor.aux_heads] == [16, 32]  # layer2 and layer3 of the slim ResNet-18
+    outputs = segmentor.train()(images(2, 64))
+    assert list(outputs) == ["out", "aux1", "aux2"]
+    total, losses = build_criterion(recipe, segmentor)(outputs, torch.randint(0, 4, (2, 64, 64)))
+    assert set(losses) == {"loss_cls", "loss_aux1", "loss_aux2"}
+
+
+def test_segmentor_without_auxiliary_and_selection():
+    backbone = BACKBONES.build({"type": "ResNet", **SMALL_BACKBONES["ResNet"]})
+    segmentor = EncoderDecoder(backbone, FCNHead(64, 3, feats_channels=8, norm_cfg=BN), aux_heads=None)
+    assert segmentor.output_names() == ["out"] and list(segmentor.train()(images(1, 32))) == ["out"]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace:FutureWarning")
+def test_traced_segmentor_matches_eager():
+    segmentor = build_segmentor(make_recipe()).eval()
+    x = images(1, 64)
+    with torch.no_grad():
+        traced = torch.jit.trace(segmentor, x, strict=False)
+        assert torch.allclose(traced(images(1, 64, seed=3))["out"], segmentor(images(1, 64, seed=3))["out"],
+                              atol=1e-5)
+
+
+def test_freeze_norm_keeps_batch_norms_frozen_in_training():
+    segmentor = build_segmentor(make_recipe(is_freeze_norm=True))
+    norms = [m for m in segmentor.modules() if isinstance(m, nn.BatchNorm2d)]
+    segmentor.train()
+    assert norms and all(not m.training for m in norms)
+    assert all(not p.requires_grad for m in norms for p in m.parameters())
+    assert segmentor.head.convs[0].conv.weight.requires_grad and segmentor.training
+    before = norms[0].running_mean.clone()
+    segmentor(images(2, 64))
+    assert torch.equal(norms[0].running_mean, before)
+
+
+def test_fcn_learns_a_tiny_fixed_batch():
+    torch.manual_seed(0)
+    recipe = make_recipe(num_classes=3, head={"feats_channels": 16, "dropout": 0.0},
+                         auxiliary={"out_channels": 8, "dropout": 0.0})
+    segmentor = build_segmentor(recipe).train()
+    criterion = build_criterion(recipe, segmentor)
+    blocks = torch.randint(0, 3, (2, 8, 8), generator=torch.Generator().manual_seed(1))
+    target = blocks.repeat_interleave(8, dim=1).repeat_interleave(8, dim=2)  # 8x8-pixel blocks of one class
+    x = 0.5 * images(2, 64, seed=1) + F.one_hot(target, 3).permute(0, 3, 1, 2).float()  # noisy class colours
+    optimizer = torch.optim.Adam(segmentor.parameters(), lr=1e-2)
+    history = []
+    for _ in range(15):
+        total, _ = criterion(segmentor(x), target)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        history.append(total.item())
+    assert history[-1] < 0.6 * history[0], history
+    assert sum(history[-3:]) < sum(history[:3]), history
