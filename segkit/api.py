@@ -106,7 +106,7 @@ def resolve_run(target: str | Path, checkpoint: str | Path | None = None,
         recipe_path, work_dir = target, None
     else:
         raise SegkitError(f"{target}: no such run dir or recipe file")
-    rec = load_recipe(recipe_path, [*overrides, "backbone.pretrained=false"], work_dir=work_dir)
+    rec = load_recipe(recipe_path, list(overrides), work_dir=work_dir)
     if checkpoint is None:
         if not target.is_dir():
             raise SegkitError(f"{target} is a recipe: give the weights with --checkpoint PATH")
@@ -127,7 +127,7 @@ def load_model(rec: Recipe, checkpoint: Path, device: torch.device, ema: bool = 
     key = "ema" if ema else "model"
     if key not in state:
         raise CheckpointError(f"{checkpoint} has no '{key}' weights")
-    model = build_segmentor(rec)
+    model = build_segmentor(rec, pretrained=False)  # the checkpoint supplies every weight
     load_model_weights(model, state[key], checkpoint)
     return model.to(device).eval()
 

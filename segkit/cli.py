@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         code = 130
     except SegkitError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         code = 2
     except KeyboardInterrupt:
         code = 130

@@ -95,7 +95,7 @@ class ProgressDisplay(Callback):
             eta = logs["eta_s"]
             self.console.print(f"epoch {logs['epoch']}/{trainer.max_epochs} iter {trainer.iteration}/"
                                f"{trainer.max_iters} {format_logs(logs)} eta {eta // 60:.0f}m{eta % 60:02.0f}s",
-                               highlight=False)
+                               highlight=False, soft_wrap=True)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
         if trainer.last_eval_epoch == epoch and trainer.metrics:

@@ -97,7 +97,11 @@ class Trainer:
 
     def _build_model(self) -> None:
         r, ctx = self.recipe, self.ctx
+        if not ctx.is_main:
+            barrier()  # rank 0 first: it may download pretrained weights into the shared cache
         model = build_segmentor(r)
+        if ctx.is_main:
+            barrier()
         if ctx.distributed and r.norm_cfg and r.norm_cfg.get("type") == "SyncBatchNorm":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(ctx.device)

@@ -101,7 +101,7 @@ def test_list_registry(capsys):
         ("scheduler.max_epoch=3", "scheduler.max_epoch"),
         ('scheduler.max_epochs="x"', "scheduler.max_epochs"),
         ('backbone.type="ResNat"', "backbone.type"),
-        ('dataset.rootdir="/nonexistent/dir"', "/nonexistent/dir"),
+        ('dataset.rootdir="/dev/null/data"', "/dev/null/data"),
     ],
 )
 def test_bad_input_exits_2_without_traceback(tiny_recipe, setting, needle):
