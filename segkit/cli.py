@@ -12,12 +12,13 @@ from typing import Annotated, Optional
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="segkit: semantic segmentation for PyTorch, configured by TOML recipes.")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe key: KEY.PATH=VALUE (TOML value).")]
 CkptOpt = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights to use (default: run dir's best.pt, else last.pt).")]
@@ -77,6 +78,7 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
     if procs > 1 and "LOCAL_RANK" not in os.environ:
         from .engine.distributed import relaunch
 
+        api.load_recipe(recipe, set_ or [], work_dir=work_dir)  # report recipe errors once, before launching
         raise typer.Exit(relaunch(_strip_launch_options(_ARGV), procs, nnodes, node_rank, rdzv_endpoint))
     result = api.train(recipe, set_ or [], work_dir=work_dir, resume=resume, seed=seed,
                        deterministic=True if deterministic else None, dry_run=dry_run,
@@ -222,6 +224,11 @@ def _normalise_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def _rank_tag() -> str:
+    """`` [rank N]`` inside a multi-process run, so the failing process is known."""
+    return escape(f" [rank {os.environ['RANK']}]") if int(os.environ.get("WORLD_SIZE", 1)) > 1 else ""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors exit 2 with a one-line message; anything else exits 1 (traceback with --debug)."""
     from .errors import SegkitError
@@ -237,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         code = 130
     except SegkitError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/]{_rank_tag()} {escape(str(exc))}", highlight=False, soft_wrap=True)
         code = 2
     except KeyboardInterrupt:
         code = 130
@@ -245,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         else:
-            err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}\n(run with --debug for the traceback)",
-                              highlight=False)
+            err_console.print(f"[bold red]error:[/]{_rank_tag()} {type(exc).__name__}: {escape(str(exc))}\n"
+                              "(run with --debug for the traceback)", highlight=False, soft_wrap=True)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)

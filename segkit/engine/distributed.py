@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime
 import os
-import subprocess
-import sys
+import logging
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from ..errors import SegkitError
 
 
 @dataclass
@@ -58,26 +59,35 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def torchrun_command(argv: list[str], nproc: int, nnodes: int = 1, node_rank: int = 0,
-                     rdzv_endpoint: str | None = None) -> list[str]:
-    """``python -m torch.distributed.run ... -m segkit <argv>``; one node uses a standalone rendezvous."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+def torchrun_args(argv: list[str], nproc: int, nnodes: int = 1, node_rank: int = 0,
+                  rdzv_endpoint: str | None = None) -> list[str]:
+    """torchrun's arguments for ``python -m segkit <argv>``; one node uses a standalone rendezvous."""
+    args = [f"--nproc-per-node={nproc}"]
     if nnodes > 1:
         if not rdzv_endpoint:
-            from ..errors import SegkitError
-
             raise SegkitError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (the same on every node)")
-        cmd += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d",
-                f"--rdzv-endpoint={rdzv_endpoint}"]
+        args += [f"--nnodes={nnodes}", f"--node-rank={node_rank}", "--rdzv-backend=c10d",
+                 f"--rdzv-endpoint={rdzv_endpoint}"]
     else:
-        cmd += ["--standalone"]
-    return cmd + ["-m", "segkit", *argv]
+        args += ["--standalone"]
+    return args + ["-m", "segkit", *argv]
 
 
 def relaunch(argv: list[str], nproc: int, nnodes: int = 1, node_rank: int = 0,
              rdzv_endpoint: str | None = None) -> int:
-    """Run the same command under torchrun and return its exit code."""
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    cmd = torchrun_command(argv, nproc, nnodes, node_rank, rdzv_endpoint)
-    return subprocess.call(cmd, env=env)
+    """Run the same command under torchrun (in this process) and return an exit code.
+
+    The children print their own errors; a failed child gives its exit code here (2 for a user error) instead
+    of torchrun's traceback.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        run(parse_args(torchrun_args(argv, nproc, nnodes, node_rank, rdzv_endpoint)))
+    except ChildFailedError as exc:
+        codes = {failure.exitcode for failure in exc.failures.values()}
+        return 2 if 2 in codes else 1
+    return 0

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import DataError, SegkitError
 from ..recipe.schema import Recipe
+from ..data.datasets.base import voc_palette
 from ..registry import DATASETS
 from .checkpoint import atomic_write_bytes
 from .evaluator import inference_kwargs
@@ -34,27 +35,13 @@ def collect_images(inputs: list[str | Path]) -> list[Path]:
     return files
 
 
-def bit_palette(num_classes: int) -> np.ndarray:
-    """The VOC colour map: class bits spread over the RGB high bits."""
-    palette = np.zeros((max(num_classes, 1), 3), dtype=np.uint8)
-    for cls in range(num_classes):
-        c, r, g, b = cls, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette[cls] = (r, g, b)
-    return palette
-
-
 def recipe_palette(rec: Recipe) -> np.ndarray:
     """RGB palette: the recipe's ``dataset.palette``, else the dataset class's, else the VOC bit palette."""
     palette = rec.dataset.model_extra.get("palette") if rec.dataset.model_extra else None
     if palette is None:
         palette = getattr(DATASETS.get(rec.dataset.type, path="dataset.type"), "palette", None)
     if palette is None or len(palette) < rec.num_classes:
-        return bit_palette(rec.num_classes)
+        return np.asarray(voc_palette(rec.num_classes), dtype=np.uint8)
     return np.asarray(palette, dtype=np.uint8)[:, :3]
 
 

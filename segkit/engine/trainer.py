@@ -103,7 +103,10 @@ class Trainer:
         if ctx.is_main:
             barrier()
         if ctx.distributed and r.norm_cfg and r.norm_cfg.get("type") == "SyncBatchNorm":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            if ctx.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            elif ctx.is_main:
+                self.console.print("note: SyncBatchNorm needs CUDA; CPU processes use per-process BatchNorm")
         self.model = model.to(ctx.device)
         self.criterion = build_criterion(r, self.model).to(ctx.device)
         self.optimizer = build_optimizer(self.model, r.scheduler.optimizer)
