@@ -190,7 +190,7 @@ def list_registry(kind: Annotated[Optional[str], typer.Argument(help="backbones,
         if as_json:
             print(json.dumps(data, indent=2))
         else:
-            _kv_table(f"{data['name']} ({data['where']})", data["arguments"])
+            _kv_table(f"{data['name']} ({data['where']})", data["arguments"], ("argument", "default"))
         return
     listing = api.list_registry(kind, filter_)
     if as_json:
@@ -207,8 +207,8 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _kv_table(title: str, data: dict) -> None:
-    table = Table("key", "value", title=title)
+def _kv_table(title: str, data: dict, columns: tuple[str, str] = ("key", "value")) -> None:
+    table = Table(*columns, title=title)
     for k, v in data.items():
         table.add_row(str(k), str(v))
     console.print(table)

@@ -36,10 +36,15 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def deep_merge(base: dict, update: dict) -> dict:
-    """Tables are merged key by key; arrays and scalars of ``update`` replace those of ``base``."""
+    """Tables are merged key by key; arrays and scalars of ``update`` replace those of ``base``.
+
+    A component table whose ``type`` changes replaces the base's table whole: the base's arguments belong to
+    the other component (a ``ResNet``'s ``outstride`` means nothing to another backbone).
+    """
     out = copy.deepcopy(base)
     for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("type", old.get("type")) == old.get("type"):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -33,6 +33,8 @@ def test_deep_merge_rules():
     out = deep_merge(base, {"a": {"y": [3]}, "c": 2})
     assert out == {"a": {"x": 1, "y": [3]}, "b": 1, "c": 2}
     assert base["a"]["y"] == [1, 2]  # inputs are not mutated
+    swapped = deep_merge({"b": {"type": "ResNet", "depth": 50}}, {"b": {"type": "Other", "width": 2}})
+    assert swapped == {"b": {"type": "Other", "width": 2}}  # a new type replaces the table whole
 
 
 def test_set_overrides_are_toml_values(tiny_recipe):
