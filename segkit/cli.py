@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import click
 import typer
@@ -20,15 +20,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe key: KEY.PATH=VALUE (TOML value).")]
-CkptOpt = Annotated[Optional[Path], typer.Option("--checkpoint", "-c", help="Weights to use (default: run dir's best.pt, else last.pt).")]
-TTAOpt = Annotated[Optional[str], typer.Option("--tta", help="Test-time augmentation: none, flip, ms, ms+flip.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe key: KEY.PATH=VALUE (TOML value).")]
+CkptOpt = Annotated[Path | None, typer.Option("--checkpoint", "-c", help="Weights to use (default: run dir's best.pt, else last.pt).")]
+TTAOpt = Annotated[str | None, typer.Option("--tta", help="Test-time augmentation: none, flip, ms, ms+flip.")]
 _ARGV: list[str] = []
 LAUNCH_OPTS = {"--gpus", "--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint"}
 
 
 @app.callback()
-def _root(plugin: Annotated[Optional[list[str]], typer.Option("--plugin", help="Import a module that registers components.")] = None,
+def _root(plugin: Annotated[list[str] | None, typer.Option("--plugin", help="Import a module that registers components.")] = None,
           debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")] = False) -> None:
     from . import api
 
@@ -52,16 +52,16 @@ def _strip_launch_options(argv: list[str]) -> list[str]:
 @app.command()
 def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
           set_: SetOpt = None,
-          work_dir: Annotated[Optional[str], typer.Option("--work-dir", help="Override the recipe's work_dir.")] = None,
-          resume: Annotated[Optional[str], typer.Option("--resume", help="Resume from PATH, or from work_dir's last.pt when given alone.")] = None,
-          seed: Annotated[Optional[int], typer.Option(help="Random seed (recipe key `seed`).")] = None,
+          work_dir: Annotated[str | None, typer.Option("--work-dir", help="Override the recipe's work_dir.")] = None,
+          resume: Annotated[str | None, typer.Option("--resume", help="Resume from PATH, or from work_dir's last.pt when given alone.")] = None,
+          seed: Annotated[int | None, typer.Option(help="Random seed (recipe key `seed`).")] = None,
           deterministic: Annotated[bool, typer.Option("--deterministic", help="Deterministic algorithms: bit-identical reruns.")] = False,
           gpus: Annotated[int, typer.Option("--gpus", help="Run N processes, one per GPU (torchrun, NCCL).")] = 0,
           nproc: Annotated[int, typer.Option("--nproc", help="Run N processes (torchrun; gloo on CPU).")] = 0,
           nnodes: Annotated[int, typer.Option("--nnodes", help="Number of machines (torchrun rendezvous).")] = 1,
           node_rank: Annotated[int, typer.Option("--node-rank")] = 0,
-          rdzv_endpoint: Annotated[Optional[str], typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous, for several nodes.")] = None,
-          device: Annotated[Optional[str], typer.Option("--device", help="cpu or cuda (default: cuda when available).")] = None,
+          rdzv_endpoint: Annotated[str | None, typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous, for several nodes.")] = None,
+          device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda when available).")] = None,
           print_recipe: Annotated[bool, typer.Option("--print-recipe", help="Print the resolved recipe and exit.")] = False,
           dry_run: Annotated[bool, typer.Option("--dry-run", help="Build model, data and optimizer, print a summary, exit.")] = False,
           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
@@ -97,7 +97,7 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
 def eval_(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with --checkpoint.")],
           checkpoint: CkptOpt = None, set_: SetOpt = None, tta: TTAOpt = None,
           ema: Annotated[bool, typer.Option("--ema", help="Evaluate the EMA weights.")] = False,
-          device: Annotated[Optional[str], typer.Option("--device")] = None,
+          device: Annotated[str | None, typer.Option("--device")] = None,
           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Evaluate on the recipe's test split; writes eval/metrics.json in the run dir."""
     from . import api
@@ -119,7 +119,7 @@ def infer(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
           out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("predictions"),
           checkpoint: CkptOpt = None, set_: SetOpt = None, tta: TTAOpt = None,
           alpha: Annotated[float, typer.Option(help="Overlay opacity of the colour mask.")] = 0.5,
-          device: Annotated[Optional[str], typer.Option("--device")] = None) -> None:
+          device: Annotated[str | None, typer.Option("--device")] = None) -> None:
     """Predict label maps: <stem>.png (class ids) and <stem>_overlay.png (palette over the image)."""
     from . import api
 
@@ -131,9 +131,9 @@ def infer(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
 @app.command()
 def export(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with --checkpoint.")],
            format: Annotated[str, typer.Option("--format", "-f", help="onnx or torchscript.")] = "onnx",
-           out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output file.")] = None,
+           out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file.")] = None,
            checkpoint: CkptOpt = None, set_: SetOpt = None,
-           input_size: Annotated[Optional[str], typer.Option("--input-size", help="HxW, e.g. 512x512.")] = None,
+           input_size: Annotated[str | None, typer.Option("--input-size", help="HxW, e.g. 512x512.")] = None,
            atol: Annotated[float, typer.Option(help="Largest accepted |exported - eager| difference.")] = 1e-4,
            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Export to ONNX/TorchScript; refused unless it matches eager PyTorch within --atol."""
@@ -157,9 +157,9 @@ def export(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe wit
 
 
 @app.command("prepare-data")
-def prepare_data(name: Annotated[Optional[str], typer.Argument(help="Dataset name (see --list).")] = None,
+def prepare_data(name: Annotated[str | None, typer.Argument(help="Dataset name (see --list).")] = None,
                  root: Annotated[Path, typer.Option("--root", help="Folder to put the dataset in.")] = Path("data"),
-                 from_archive: Annotated[Optional[Path], typer.Option("--from-archive", help="Use an archive you already have.")] = None,
+                 from_archive: Annotated[Path | None, typer.Option("--from-archive", help="Use an archive you already have.")] = None,
                  list_: Annotated[bool, typer.Option("--list", help="List the datasets.")] = False) -> None:
     """Download (or take --from-archive), extract, convert and check a dataset."""
     from . import api
@@ -178,9 +178,9 @@ def prepare_data(name: Annotated[Optional[str], typer.Argument(help="Dataset nam
 
 
 @app.command("list-registry")
-def list_registry(kind: Annotated[Optional[str], typer.Argument(help="backbones, segmentors, heads, losses, datasets, transforms, optimizers, schedulers, norms, activations, preparers.")] = None,
-                  filter_: Annotated[Optional[str], typer.Option("--filter", help="Glob on names, e.g. 'Res*'.")] = None,
-                  info: Annotated[Optional[str], typer.Option("--info", help="Show one component's arguments.")] = None,
+def list_registry(kind: Annotated[str | None, typer.Argument(help="backbones, segmentors, heads, losses, datasets, transforms, optimizers, schedulers, norms, activations, preparers.")] = None,
+                  filter_: Annotated[str | None, typer.Option("--filter", help="Glob on names, e.g. 'Res*'.")] = None,
+                  info: Annotated[str | None, typer.Option("--info", help="Show one component's arguments.")] = None,
                   as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List registered components (name, where defined, summary)."""
     from . import api

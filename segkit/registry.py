@@ -32,7 +32,7 @@ def _first_line(doc: str | None) -> str:
     return (doc or "").strip().split("\n", 1)[0].strip()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adapter(annotation: Any) -> pydantic.TypeAdapter | None:
     """A validator for ``annotation``; None when pydantic cannot describe the type (it is then not checked)."""
     try:

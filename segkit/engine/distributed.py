@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime
-import os
 import logging
+import os
 from dataclasses import dataclass
 
 import torch

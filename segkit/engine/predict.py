@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.datasets.base import voc_palette
 from ..errors import DataError, SegkitError
 from ..recipe.schema import Recipe
-from ..data.datasets.base import voc_palette
 from ..registry import DATASETS
 from .checkpoint import atomic_write_bytes
 from .evaluator import inference_kwargs
