@@ -1,0 +1,256 @@
+"""``BaseDataset``: images and PNG label maps on disk, read with OpenCV, then a transform pipeline.
+
+A sample is a dict: ``image`` HxWx3 ``uint8`` BGR, ``seg_target`` HxW ``int64`` (void = ``ignore_index``),
+``width``/``height`` (original size) and ``id``; the pipeline turns it into tensors. A dataset family is a subclass
+setting the class attributes ``num_classes``, ``classnames``, ``palette`` and optionally ``clsid2label`` (as in
+SSSegmentation) and passing its ``image_dir``, ``ann_dir`` and ``imageids`` to ``BaseDataset.__init__``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ...errors import DataError
+from ...registry import DATASETS
+from ..transforms import build_pipeline
+
+Palette = list[tuple[int, int, int]]
+
+
+def voc_palette(num_classes: int) -> Palette:
+    """The PASCAL VOC bit-interleaved colour map: class ``i`` -> an RGB triple (0 is black)."""
+    palette = []
+    for label in range(num_classes):
+        rgb, value = [0, 0, 0], label
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((value >> channel) & 1) << shift
+            value >>= 3
+        palette.append(tuple(rgb))
+    return palette
+
+
+def read_imageids(path: str, hint: str | None = None) -> list[str]:
+    """Read an id list (one id per line, blank lines skipped); a missing file is a ``DataError`` naming it."""
+    if not os.path.isfile(path):
+        raise DataError(missing_message("split file", path, hint))
+    with open(path, encoding="utf-8") as handle:
+        return [line.strip() for line in handle if line.strip()]
+
+
+def missing_message(what: str, path: str, hint: str | None = None) -> str:
+    """``"image directory not found: PATH"`` plus ``"; run `HINT`"`` when there is a hint."""
+    return f"{what} not found: {path}" + (f"; run `{hint}`" if hint else "")
+
+
+@DATASETS.register("BaseDataset")
+class BaseDataset(Dataset):
+    """Images ``image_dir/<id><image_ext>`` with label maps ``ann_dir/<id><ann_ext>``.
+
+    ``image_dir``/``ann_dir`` default to ``images/{set}`` and ``annotations/{set}``, relative to ``rootdir`` (``{set}``
+    is replaced by the split); ``imageids`` default to the lines of ``rootdir/{set}.txt``, or, without that file, to
+    the stems of the ``image_ext`` files in ``image_dir``. ``len(dataset) = len(imageids) * repeat_times``.
+
+    Labels: ``clsid2label`` is applied with one lookup table (all pairs at once: ``{1: 2, 2: 3}`` maps 1 to 2, not
+    to 3 as SSSegmentation's sequential replacement would). Values outside ``[0, num_classes)`` other than
+    ``ignore_index`` are an error naming the file unless ``auto_correct_invalid_seg_target`` (then void).
+    In ``'TEST'`` mode the label map skips the pipeline: it stays at the original resolution (an int64 tensor).
+    Augmentation randomness comes from ``numpy.random.default_rng([seed, epoch, index])``; see :meth:`set_epoch`.
+    """
+
+    num_classes: int | None = None
+    classnames: list[str] | None = None
+    palette: Palette | None = None
+    clsid2label: dict[int, int] | None = None
+    prepare_hint: str | None = None
+    """A command that creates the data, named in "not found" errors (e.g. ``segkit prepare-data voc``)."""
+
+    def __init__(
+        self,
+        rootdir: str,
+        set: str = "train",  # noqa: A002  (SSSegmentation's name)
+        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
+        mode: Literal["TRAIN", "TEST"] = "TRAIN",
+        image_dir: str | None = None,
+        ann_dir: str | None = None,
+        image_ext: str = ".jpg",
+        ann_ext: str = ".png",
+        imageids: list[str] | None = None,
+        repeat_times: int = 1,
+        ignore_index: int = -100,
+        auto_correct_invalid_seg_target: bool = False,
+        num_classes: int | None = None,
+        classnames: list[str] | None = None,
+        palette: Palette | None = None,
+        clsid2label: dict[int, int] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.rootdir = str(rootdir)
+        self.set = set
+        self.mode = mode.upper()
+        if self.mode not in ("TRAIN", "TEST"):
+            raise DataError(f"mode must be 'TRAIN' or 'TEST', got {mode!r}")
+        if repeat_times < 1:
+            raise DataError(f"repeat_times must be >= 1, got {repeat_times}")
+        self.repeat_times = repeat_times
+        self.ignore_index = ignore_index
+        self.auto_correct_invalid_seg_target = auto_correct_invalid_seg_target
+        self.seed = seed
+        self.epoch = 0
+        self._set_classes(num_classes, classnames, palette, clsid2label)
+        self.pipeline = build_pipeline(data_pipelines, path="data_pipelines")
+        self.image_ext, self.ann_ext = image_ext, ann_ext
+        self.image_dir = self._resolve(image_dir or "images/{set}")
+        self.ann_dir = self._resolve(ann_dir or "annotations/{set}")
+        if not os.path.isdir(self.image_dir):
+            raise DataError(missing_message("image directory", self.image_dir, self.prepare_hint))
+        self.imageids = [str(i) for i in imageids] if imageids is not None else self._find_imageids()
+        if not self.imageids:
+            raise DataError(f"no images for split '{set}' in {self.image_dir} (looked for '*{image_ext}')")
+        self._luts: dict[int, np.ndarray] = {}
+
+    # ----------------------------------------------------------------- setup
+    def _set_classes(
+        self,
+        num_classes: int | None,
+        classnames: list[str] | None,
+        palette: Palette | None,
+        clsid2label: dict[int, int] | None,
+    ) -> None:
+        """Instance arguments override the class attributes; derive what is missing."""
+        classnames = classnames if classnames is not None else type(self).classnames
+        num_classes = num_classes if num_classes is not None else type(self).num_classes
+        if num_classes is None and classnames is not None:
+            num_classes = len(classnames)
+        if num_classes is None or num_classes < 1:
+            raise DataError(f"{type(self).__name__} needs num_classes (or classnames)")
+        self.num_classes = int(num_classes)
+        self.classnames = list(classnames) if classnames is not None else [str(i) for i in range(num_classes)]
+        palette = palette if palette is not None else type(self).palette
+        self.palette = [tuple(int(c) for c in rgb) for rgb in (palette or voc_palette(self.num_classes))]
+        self.clsid2label = dict(clsid2label if clsid2label is not None else type(self).clsid2label or {})
+        if len(self.classnames) != self.num_classes or len(self.palette) < self.num_classes:
+            raise DataError(
+                f"{type(self).__name__}: num_classes={self.num_classes} but {len(self.classnames)} classnames "
+                f"and {len(self.palette)} palette colours"
+            )
+
+    def _resolve(self, directory: str) -> str:
+        return os.path.join(self.rootdir, directory.format(set=self.set))
+
+    def _find_imageids(self) -> list[str]:
+        split_file = os.path.join(self.rootdir, f"{self.set}.txt")
+        if os.path.isfile(split_file):
+            return read_imageids(split_file)
+        names = sorted(os.listdir(self.image_dir))
+        return [n[: -len(self.image_ext)] for n in names if n.endswith(self.image_ext)]
+
+    # ----------------------------------------------------------------- access
+    def __len__(self) -> int:
+        return len(self.imageids) * self.repeat_times
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch: augmentations differ between epochs, and are the same for the same epoch."""
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} samples")
+        index = index % len(self)
+        sample = self.read(self.imageids[index % len(self.imageids)])
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.mode == "TEST":
+            seg_target = sample.pop("seg_target")
+            sample = self.pipeline(sample, rng)
+            sample["seg_target"] = torch.from_numpy(seg_target)
+            return sample
+        return self.pipeline(sample, rng)
+
+    def read(self, imageid: str) -> dict[str, Any]:
+        """Read one image and its label map, untransformed."""
+        image_path = os.path.join(self.image_dir, imageid + self.image_ext)
+        ann_path = os.path.join(self.ann_dir, imageid + self.ann_ext)
+        image = read_image(image_path)
+        seg_target = self.remap(read_label_map(ann_path), ann_path)
+        if seg_target.shape != image.shape[:2]:
+            raise DataError(
+                f"{ann_path}: label map is {seg_target.shape[1]}x{seg_target.shape[0]} but its image "
+                f"{image_path} is {image.shape[1]}x{image.shape[0]}"
+            )
+        height, width = image.shape[:2]
+        return {"image": image, "seg_target": seg_target, "width": width, "height": height, "id": imageid}
+
+    # ----------------------------------------------------------------- labels
+    def _lut(self, size: int) -> np.ndarray:
+        """A raw-value -> label table of ``size`` entries with ``clsid2label`` applied."""
+        if size not in self._luts:
+            lut = np.arange(size, dtype=np.int64)
+            keys = np.array([k for k in self.clsid2label if 0 <= k < size], dtype=np.int64)
+            lut[keys] = [self.clsid2label[int(k)] for k in keys]
+            self._luts[size] = lut
+        return self._luts[size]
+
+    def remap(self, raw: np.ndarray, path: str = "<label map>") -> np.ndarray:
+        """Apply ``clsid2label`` and check (or void) values that are not classes; returns ``int64``."""
+        if raw.dtype == np.uint8:
+            seg = self._lut(256)[raw]
+        elif raw.size and 0 <= raw.min() and raw.max() < 1 << 16:
+            seg = self._lut(1 << 16)[raw.astype(np.intp)]
+        else:  # negative or huge raw values: map the distinct values
+            values, inverse = np.unique(raw.astype(np.int64), return_inverse=True)
+            mapped = np.array([self.clsid2label.get(int(v), int(v)) for v in values], dtype=np.int64)
+            seg = mapped[inverse].reshape(raw.shape)
+        invalid = ((seg < 0) | (seg >= self.num_classes)) & (seg != self.ignore_index)
+        if invalid.any():
+            if not self.auto_correct_invalid_seg_target:
+                bad = ", ".join(str(v) for v in np.unique(seg[invalid])[:10])
+                raise DataError(
+                    f"{path}: label values [{bad}] are neither classes of {type(self).__name__} "
+                    f"(0..{self.num_classes - 1}) nor ignore_index ({self.ignore_index}); map them with "
+                    "clsid2label or set auto_correct_invalid_seg_target = true"
+                )
+            seg[invalid] = self.ignore_index
+        return seg
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(rootdir={self.rootdir!r}, set={self.set!r}, mode={self.mode!r}, "
+            f"samples={len(self)}, num_classes={self.num_classes}, pipeline={self.pipeline!r})"
+        )
+
+
+def read_image(path: str) -> np.ndarray:
+    """Read an image as HxWx3 ``uint8`` BGR; a missing or unreadable file is a ``DataError`` naming it."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        if not os.path.isfile(path):
+            raise DataError(f"image not found: {path}")
+        raise DataError(f"cannot read image (corrupt or unsupported format): {path}")
+    return image
+
+
+def read_label_map(path: str) -> np.ndarray:
+    """Read a single-channel label map as stored (class ids); palette PNGs give their palette indices."""
+    seg = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if seg is None:
+        if not os.path.isfile(path):
+            raise DataError(f"annotation not found: {path}")
+        raise DataError(f"cannot read annotation (corrupt or unsupported format): {path}")
+    if seg.ndim == 3:  # OpenCV expands palette PNGs to colour; PIL gives the indices
+        from PIL import Image
+
+        with Image.open(path) as pil:
+            if pil.mode not in ("P", "L", "I", "I;16"):
+                raise DataError(
+                    f"{path}: annotation is a {pil.mode} colour image; expected a single-channel map of class ids"
+                )
+            seg = np.array(pil)
+    return seg

@@ -1,0 +1,78 @@
+"""Chaining transforms, and building a chain from recipe tables.
+
+A transform is any callable ``transform(sample, rng) -> sample`` where ``sample`` is the dict described in
+``segkit.data`` (``image``, ``seg_target``, ``width``, ``height``, ``id``) and ``rng`` is a
+``numpy.random.Generator``. All randomness comes from ``rng``, never from global state, so a sample depends only on
+the generator it is given (the dataset derives it from ``(seed, epoch, index)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ...errors import RecipeError
+from ...registry import TRANSFORMS
+
+Transform = Callable[[dict, np.random.Generator], dict]
+
+LABEL_KEYS = ("seg_target", "edge_target")
+"""Per-pixel label maps transformed alongside the image (nearest-neighbour, ignore-filled)."""
+
+
+class Compose:
+    """Apply transforms in order, passing every one the same random generator."""
+
+    def __init__(self, transforms: Sequence[Transform] = ()) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
+        for transform in self.transforms:
+            sample = transform(sample, rng)
+        return sample
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(type(t).__name__ for t in self.transforms)
+        return f"Compose([{inner}])"
+
+
+def build_pipeline(cfgs: Sequence[Any] | Compose | None, path: str = "data_pipelines") -> Compose:
+    """Build a :class:`Compose` from recipe tables ``{"type": "Resize", ...}``.
+
+    SSSegmentation's tuple form ``("Resize", {...})`` is accepted too. Errors name the entry, e.g.
+    ``dataset.train.data_pipelines[1].crop_sise: RandomCrop takes no 'crop_sise'; did you mean 'crop_size'?``.
+    """
+    if cfgs is None:
+        return Compose()
+    if isinstance(cfgs, Compose):
+        return cfgs
+    if isinstance(cfgs, (str, dict)) or not isinstance(cfgs, Sequence):
+        raise RecipeError(path, f"expected a list of transform tables, got {type(cfgs).__name__}")
+    transforms = []
+    for i, cfg in enumerate(cfgs):
+        item_path = f"{path}[{i}]"
+        if callable(cfg) and not isinstance(cfg, dict):
+            transforms.append(cfg)
+            continue
+        if isinstance(cfg, (tuple, list)) and len(cfg) == 2 and isinstance(cfg[0], str):
+            cfg = {"type": cfg[0], **(cfg[1] or {})}
+        try:
+            transforms.append(TRANSFORMS.build(cfg, path=item_path))
+        except (ValueError, TypeError) as exc:  # a constructor's own check (range, shape, ...)
+            raise RecipeError(item_path, f"{cfg.get('type')}: {exc}") from None
+    return Compose(transforms)
+
+
+def as_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    """``5 -> (5, 5)``; ``(a, b) -> (a, b)``; anything else is a ``ValueError`` naming ``name``."""
+    if isinstance(value, (int, np.integer)):
+        return int(value), int(value)
+    values = tuple(int(v) for v in value)
+    if len(values) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return values  # type: ignore[return-value]

@@ -1,0 +1,172 @@
+"""Geometric transforms: the image and its label maps move together (labels always nearest-neighbour).
+
+Images stay ``uint8`` HxWx3 BGR; label maps stay ``int64`` HxW. OpenCV does the pixel work.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from ...registry import TRANSFORMS
+from .compose import LABEL_KEYS, as_pair
+
+Interpolation = Literal["area", "bicubic", "bilinear", "nearest", "lanczos"]
+
+CV2_INTERPOLATIONS = {
+    "area": cv2.INTER_AREA,
+    "bicubic": cv2.INTER_CUBIC,
+    "bilinear": cv2.INTER_LINEAR,
+    # pixel-centre aligned nearest neighbour (like PIL), so labels line up with bilinear images;
+    # cv2.INTER_NEAREST (SSSegmentation's choice) shifts the map by up to half a source pixel.
+    "nearest": cv2.INTER_NEAREST_EXACT,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+
+
+def resize_labels(seg: np.ndarray, size_wh: tuple[int, int], interpolation: str = "nearest") -> np.ndarray:
+    """Resize an integer label map to ``(width, height)``; the result is ``int64``."""
+    resized = cv2.resize(seg.astype(np.int32), size_wh, interpolation=CV2_INTERPOLATIONS[interpolation])
+    return resized.astype(np.int64)
+
+
+@TRANSFORMS.register("Resize")
+class Resize:
+    """Resize image and labels to ``output_size``, optionally jittered by a random scale.
+
+    ``output_size`` is an int or a pair ``(a, b)``. With ``scale_range=(lo, hi)`` a factor ``r ~ U[lo, hi)`` scales the
+    target to ``(int(a*r), int(b*r))``. With ``keep_ratio`` the image is scaled by
+    ``min(max(target)/max(h, w), min(target)/min(h, w))`` (so ``(2048, 512)`` means "long side at most 2048, short
+    side at most 512"); then, if ``min_size`` is given and the short side is smaller, it is scaled up to it.
+    Without ``keep_ratio`` a portrait image becomes ``min(target)`` wide and ``max(target)`` high, a landscape one the
+    other way round.
+    """
+
+    def __init__(
+        self,
+        output_size: int | tuple[int, int],
+        keep_ratio: bool = True,
+        min_size: int | None = None,
+        scale_range: tuple[float, float] | None = (0.5, 2.0),
+        image_interpolation: Interpolation = "bilinear",
+        seg_target_interpolation: Interpolation = "nearest",
+    ) -> None:
+        self.output_size = as_pair(output_size, "output_size")
+        if min(self.output_size) <= 0:
+            raise ValueError(f"output_size must be positive, got {output_size!r}")
+        if scale_range is not None and not 0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(f"scale_range must be (lo, hi) with 0 < lo <= hi, got {scale_range!r}")
+        self.keep_ratio = keep_ratio
+        self.min_size = min_size
+        self.scale_range = scale_range
+        self.image_interpolation = image_interpolation
+        self.seg_target_interpolation = seg_target_interpolation
+
+    def target_size(self, height: int, width: int, rng: np.random.Generator) -> tuple[int, int]:
+        """The ``(new_width, new_height)`` for an image of the given size."""
+        a, b = self.output_size
+        if self.scale_range is not None:
+            ratio = rng.uniform(*self.scale_range)
+            a, b = int(a * ratio), int(b * ratio)
+        if not self.keep_ratio:
+            long_side, short_side = max(a, b), min(a, b)
+            return (short_side, long_side) if height > width else (long_side, short_side)
+        scale = min(max(a, b) / max(height, width), min(a, b) / min(height, width))
+        if self.min_size is not None and min(height, width) * scale < self.min_size:
+            scale = self.min_size / min(height, width)
+        return max(1, int(width * scale + 0.5)), max(1, int(height * scale + 0.5))
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
+        height, width = sample["image"].shape[:2]
+        size_wh = self.target_size(height, width, rng)
+        if size_wh == (width, height):
+            return sample
+        interpolation = CV2_INTERPOLATIONS[self.image_interpolation]
+        sample["image"] = cv2.resize(sample["image"], size_wh, interpolation=interpolation)
+        for key in LABEL_KEYS:
+            if key in sample:
+                sample[key] = resize_labels(sample[key], size_wh, self.seg_target_interpolation)
+        return sample
+
+
+@TRANSFORMS.register("RandomCrop")
+class RandomCrop:
+    """Crop a random ``crop_size`` = ``(height, width)`` window (clipped to the image) from image and labels.
+
+    Up to 10 windows are drawn; the first where more than one non-ignored class is present and the most frequent
+    one covers less than ``one_category_max_ratio`` of the labelled pixels is kept, else the last one drawn.
+    Unlike SSSegmentation 1.7.0 (which returns the *uncropped* sample when the last window has no labelled pixel,
+    so a large image then breaks batch collation), the result is always cropped.
+    """
+
+    max_tries = 10
+
+    def __init__(
+        self,
+        crop_size: int | tuple[int, int],
+        ignore_index: int = -100,
+        one_category_max_ratio: float = 0.75,
+    ) -> None:
+        self.crop_size = as_pair(crop_size, "crop_size")
+        if min(self.crop_size) <= 0:
+            raise ValueError(f"crop_size must be positive, got {crop_size!r}")
+        if not 0 < one_category_max_ratio <= 1:
+            raise ValueError(f"one_category_max_ratio must be in (0, 1], got {one_category_max_ratio}")
+        self.ignore_index = ignore_index
+        self.one_category_max_ratio = one_category_max_ratio
+
+    def _acceptable(self, seg: np.ndarray) -> bool:
+        labels, counts = np.unique(seg, return_counts=True)
+        counts = counts[labels != self.ignore_index]
+        return len(counts) > 1 and counts.max() / counts.sum() < self.one_category_max_ratio
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
+        height, width = sample["image"].shape[:2]
+        crop_h, crop_w = min(self.crop_size[0], height), min(self.crop_size[1], width)
+        seg = sample.get("seg_target")
+        check = seg is not None and self.one_category_max_ratio < 1
+        for _ in range(self.max_tries if check else 1):
+            top = int(rng.integers(0, height - crop_h + 1))
+            left = int(rng.integers(0, width - crop_w + 1))
+            window = (slice(top, top + crop_h), slice(left, left + crop_w))
+            if check and self._acceptable(seg[window]):
+                break
+        sample["image"] = np.ascontiguousarray(sample["image"][window])
+        for key in LABEL_KEYS:
+            if key in sample:
+                sample[key] = np.ascontiguousarray(sample[key][window])
+        return sample
+
+
+@TRANSFORMS.register("RandomFlip")
+class RandomFlip:
+    """Flip image and labels horizontally with probability ``prob``.
+
+    ``fixed_seg_target_pairs`` lists label pairs swapped by a flip (left arm <-> right arm in human parsing).
+    """
+
+    def __init__(self, prob: float, fixed_seg_target_pairs: list[tuple[int, int]] | None = None) -> None:
+        if not 0 <= prob <= 1:
+            raise ValueError(f"prob must be in [0, 1], got {prob}")
+        self.prob = prob
+        self.fixed_seg_target_pairs = [tuple(pair) for pair in fixed_seg_target_pairs or []]
+
+    def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
+        if rng.random() >= self.prob:
+            return sample
+        sample["image"] = cv2.flip(sample["image"], 1)
+        for key in LABEL_KEYS:
+            if key in sample:
+                sample[key] = np.ascontiguousarray(sample[key][:, ::-1])
+        if "seg_target" in sample and self.fixed_seg_target_pairs:
+            sample["seg_target"] = self._swap_pairs(sample["seg_target"])
+        return sample
+
+    def _swap_pairs(self, seg: np.ndarray) -> np.ndarray:
+        swapped = seg.copy()
+        for a, b in self.fixed_seg_target_pairs:
+            swapped[seg == a] = b
+            swapped[seg == b] = a
+        return swapped
