@@ -45,7 +45,7 @@ class VOCDataset(BaseDataset):
     classnames = VOC_CLASSNAMES
     palette = voc_palette(21)
     clsid2label = {255: -100}
-    prepare_hint = "segkit prepare-data voc"
+    prepare_hint = None  # `segkit prepare-data voc` comes with the datasets issue
 
     def __init__(
         self,
