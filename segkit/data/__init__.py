@@ -8,6 +8,7 @@ A *sample* is a dict: ``image`` HxWx3 ``uint8`` BGR (as ``cv2.imread`` gives it)
 int64 ``seg_target``.
 """
 
+from . import prepare  # noqa: E402,F401  (registers the dataset preparers)
 from .datasets import (
     BaseDataset,
     FolderDataset,
@@ -18,7 +19,6 @@ from .datasets import (
 )
 from .loader import ShardSampler, build_dataloader, collate_test, collate_train, set_epoch
 from .transforms import Compose, build_pipeline
-from . import prepare  # noqa: E402,F401  (registers the dataset preparers)
 
 __all__ = [
     "BaseDataset",

@@ -25,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 from ...registry import BACKBONES
 from ..layers import DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ArgumentError, build_act, build_norm
 from ..pretrained import load_pretrained
+from .base import Backbone
 
 PRETRAINED_URLS: dict[str, str] = {
     "resnet18": "https://download.pytorch.org/models/resnet18-5c106cde.pth",
@@ -134,7 +135,7 @@ def resolve_structure(structure_type: str | None, depth: int | None,
 
 
 @BACKBONES.register("ResNet")
-class ResNet(nn.Module):
+class ResNet(Backbone):
     """ResNet backbone returning the stage outputs of ``out_indices`` (SSSegmentation's ``ResNet`` arguments).
 
     ``depth`` defaults to 101 and ``use_conv3x3_stem`` to True unless ``structure_type`` implies them. ``outstride``
@@ -260,16 +261,6 @@ class ResNet(nn.Module):
         load_pretrained(self, url=url, path=pretrained_model_path or None, ignore_prefixes=("fc.",))
 
     # ------------------------------------------------------------------------------------------- contract
-    @property
-    def out_channels(self) -> list[int]:
-        """Channels of each output."""
-        return [info["num_chs"] for info in self.feature_info]
-
-    @property
-    def strides(self) -> list[int]:
-        """Stride (reduction from the input) of each output."""
-        return [info["reduction"] for info in self.feature_info]
-
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         if self.use_conv3x3_stem:
             x = self.stem(x)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 
 import torch
-from torch import nn
 
 from ...errors import did_you_mean
 from ...registry import BACKBONES
 from ..layers import ArgumentError
 from ..pretrained import loading_skipped
+from .base import Backbone
 
 
 @BACKBONES.register("TIMMBackbone")
-class TIMMBackbone(nn.Module):
+class TIMMBackbone(Backbone):
     """A timm model returning its feature maps (SSSegmentation's ``TIMMBackbone`` arguments).
 
     ``pretrained=True`` loads timm's default weights (downloaded by timm); ``pretrained_model_path`` loads a local
@@ -63,16 +63,6 @@ class TIMMBackbone(nn.Module):
             {"num_chs": int(info["num_chs"]), "reduction": int(info["reduction"]), "module": str(info["module"])}
             for info in self.timm_model.feature_info.get_dicts()
         ]
-
-    @property
-    def out_channels(self) -> list[int]:
-        """Channels of each output."""
-        return [info["num_chs"] for info in self.feature_info]
-
-    @property
-    def strides(self) -> list[int]:
-        """Stride (reduction from the input) of each output."""
-        return [info["reduction"] for info in self.feature_info]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = list(self.timm_model(x))
