@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import importlib
 import inspect
+import pkgutil
 import typing
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -165,6 +167,17 @@ class Registry:
         kwargs = self.validate(cfg, path, provided=tuple(extra))
         obj = self.get(cfg["type"])
         return obj(**{**kwargs, **extra})
+
+
+def import_submodules(package: str) -> None:
+    """Import every module of ``package`` (not starting with ``_``), so the components they define register.
+
+    Each component family's ``__init__`` calls this: adding a component is adding a file.
+    """
+    pkg = importlib.import_module(package)
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
 
 
 def _type_name(annotation: Any) -> str:

@@ -18,3 +18,7 @@ __all__ = [
     "voc_palette",
     "write_synthetic_dataset",
 ]
+
+from ...registry import import_submodules as _import_submodules  # noqa: E402
+
+_import_submodules(__name__)  # every module here registers its components

@@ -99,3 +99,7 @@ def download_sources(preparer: DatasetPreparer, directory: Path, **kwargs: Any) 
 
 
 from . import synthetic as _synthetic  # noqa: E402,F401  (registers the built-in preparers)
+
+from ...registry import import_submodules as _import_submodules  # noqa: E402
+
+_import_submodules(__name__)  # every module here registers its components

@@ -21,3 +21,7 @@ __all__ = [
     "Transform",
     "build_pipeline",
 ]
+
+from ...registry import import_submodules as _import_submodules  # noqa: E402
+
+_import_submodules(__name__)  # every module here registers its components

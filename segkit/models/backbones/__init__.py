@@ -4,3 +4,7 @@ from .resnet import PRETRAINED_URLS, ResNet
 from .timm_backbone import TIMMBackbone
 
 __all__ = ["PRETRAINED_URLS", "ResNet", "TIMMBackbone"]
+
+from ...registry import import_submodules as _import_submodules  # noqa: E402
+
+_import_submodules(__name__)  # every module here registers its components

@@ -4,3 +4,7 @@ from .auxiliary import AuxiliaryHead
 from .fcn import FCNHead
 
 __all__ = ["AuxiliaryHead", "FCNHead"]
+
+from ...registry import import_submodules as _import_submodules  # noqa: E402
+
+_import_submodules(__name__)  # every module here registers its components
