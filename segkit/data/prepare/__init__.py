@@ -98,7 +98,6 @@ def download_sources(preparer: DatasetPreparer, directory: Path, **kwargs: Any) 
     ]
 
 
-from . import synthetic as _synthetic  # noqa: E402,F401  (registers the built-in preparers)
 
 from ...registry import import_submodules as _import_submodules  # noqa: E402
 
