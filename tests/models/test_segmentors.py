@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import tomllib
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,12 +17,18 @@ from segkit.models.segmentors import FCN, EncoderDecoder
 
 from .helpers import BN, count_parameters, fcn_r50_voc_recipe, images, make_recipe
 
-SMALL_BACKBONES = {
-    "ResNet": {"depth": 18, "base_channels": 8, "stem_channels": 8, "outstride": 8, "norm_cfg": BN,
-               "pretrained": False},
-    "TIMMBackbone": {"model_name": "test_resnet", "pretrained": False},
-}
-"""A small configuration per registered backbone; a new backbone must add one here."""
+
+def _small_configs() -> dict[str, dict]:
+    """Every ``small_configs/*.toml`` table: a small configuration per registered backbone."""
+    configs: dict[str, dict] = {}
+    for path in sorted((Path(__file__).parent / "small_configs").glob("*.toml")):
+        for name, table in tomllib.loads(path.read_text()).items():
+            assert name not in configs, f"{name} is configured twice ({path.name})"
+            configs[name] = table
+    return configs
+
+
+SMALL_BACKBONES = _small_configs()
 
 
 def _finite_grads(module: nn.Module) -> None:
@@ -31,15 +40,18 @@ def _finite_grads(module: nn.Module) -> None:
 
 @pytest.mark.parametrize("name", BACKBONES.names())
 def test_every_backbone_builds_forwards_as_declared_and_backpropagates(name):
-    assert name in SMALL_BACKBONES, f"add a small configuration for the backbone {name} to SMALL_BACKBONES"
-    backbone = BACKBONES.build({"type": name, **SMALL_BACKBONES[name]}, path="backbone")
+    assert name in SMALL_BACKBONES, f"add a small configuration for the backbone {name} to small_configs/*.toml"
+    args = dict(SMALL_BACKBONES[name])
+    size = args.pop("_input_size", 64)
+    backbone = BACKBONES.build({"type": name, **args}, path="backbone")
     info = backbone.feature_info
     assert info and all(set(i) == {"num_chs", "reduction", "module"} for i in info)
     assert [i["reduction"] for i in info] == sorted(i["reduction"] for i in info)
-    outputs = backbone(images(2, 64))
+    outputs = backbone(images(2, size))
     assert isinstance(outputs, list) and len(outputs) == len(info)
     for output, declared in zip(outputs, info, strict=True):
-        assert output.shape == (2, declared["num_chs"], 64 // declared["reduction"], 64 // declared["reduction"])
+        side = size // declared["reduction"]
+        assert output.shape == (2, declared["num_chs"], side, side)
     sum(o.square().mean() for o in outputs).backward()
     _finite_grads(backbone)
 
