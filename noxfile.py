@@ -1,5 +1,8 @@
 """Sessions: quickstart (the main job), tests (default, fast), slow, bench, lint. Environments are made with uv."""
 
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "uv"
@@ -14,6 +17,9 @@ def quickstart(session: nox.Session) -> None:
     """Install segkit, then train, evaluate, predict and export on the embedded synthetic dataset (CPU)."""
     session.install("-e", ".[onnx]")
     run = "runs/quickstart"
+    if Path(run).exists():  # the demo's own output from an earlier quickstart; segkit itself never overwrites a run
+        session.log(f"removing the previous {run}")
+        shutil.rmtree(run)
     session.run("segkit", "prepare-data", "synthetic", "--root", "data")
     session.run("segkit", "train", "recipes/quickstart.toml", "--work-dir", run, *session.posargs)
     session.run("segkit", "eval", run)

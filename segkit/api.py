@@ -54,6 +54,10 @@ def train(recipe: str | Path, overrides: list[str] = (), *, work_dir: str | None
             resume = Path(rec.work_dir) / "checkpoints" / "last.pt"
             if not resume.is_file():
                 raise SegkitError(f"--resume: no checkpoint to resume from at {resume}")
+        existing = sorted((Path(rec.work_dir) / "checkpoints").glob("*.pt"))
+        if existing and resume is None and not dry_run:
+            raise SegkitError(f"{rec.work_dir} already holds a run ({existing[0].name}, ...); continue it with "
+                              "--resume, or train into another --work-dir (nothing is overwritten)")
         trainer = Trainer(rec, ctx, console=console, resume=resume)
         if dry_run:
             return dry_run_summary(trainer)

@@ -76,6 +76,13 @@ def test_eval_infer_export(trained_run, capsys, tmp_path):
         assert report["max_abs_diff"] <= report["atol"] and target.is_file()
 
 
+def test_training_never_overwrites_a_run(trained_run, tiny_recipe, capsys):
+    before = (trained_run / "checkpoints" / "last.pt").read_bytes()
+    code, _, err = run_cli(capsys, "train", str(tiny_recipe))
+    assert code == 2 and "--resume" in err
+    assert (trained_run / "checkpoints" / "last.pt").read_bytes() == before
+
+
 def test_print_recipe_and_dry_run(tiny_recipe, capsys):
     code, out, _ = run_cli(capsys, "train", str(tiny_recipe), "--print-recipe", "--set", "scheduler.max_epochs=9")
     assert code == 0 and "max_epochs = 9" in out
