@@ -244,3 +244,18 @@ def registry_info(kind: str, name: str) -> dict[str, Any]:
     for pname, p in reg.parameters(name).items():
         params[pname] = None if p.default is inspect.Parameter.empty else repr(p.default)
     return {"name": name, "where": reg.where(name), "summary": reg.summary(name), "arguments": params}
+
+
+# ---------------------------------------------------------------------- check-data
+def check_data(recipe: str | Path, overrides: list[str] = (), split: str = "both", *,
+               progress=None) -> dict:
+    """Read every sample of the recipe's ``train``/``test`` split (or both) once, before augmentation.
+
+    Returns ``{"splits": {name: report}, "num_problems", "summary", ...}``; each report lists its ``problems``
+    (``kind`` = ``unreadable`` | ``size_mismatch`` | ``label_out_of_range``, ``file``, ``message``). Nothing is
+    raised for problems found: the CLI exits 2 when ``num_problems`` is not 0. ``progress(split, done, total)``
+    is called after every sample.
+    """
+    from .data.check import check_recipe_data
+
+    return check_recipe_data(load_recipe(recipe, list(overrides)), split, progress)

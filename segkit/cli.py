@@ -108,7 +108,7 @@ def eval_(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
         return
     table = Table("class", "IoU", "Acc", "Dice", title=f"evaluation of {metrics['checkpoint']}")
     for name, iou in metrics["IoU"].items():
-        table.add_row(name, _fmt(iou), _fmt(metrics["Acc"][name]), _fmt(metrics["Dice"][name]))
+        table.add_row(escape(name), _fmt(iou), _fmt(metrics["Acc"][name]), _fmt(metrics["Dice"][name]))
     console.print(table)
     console.print("  ".join(f"{k} {_fmt(metrics[k])}" for k in ("mIoU", "mAcc", "aAcc", "mDice", "mFscore")))
 
@@ -168,7 +168,7 @@ def prepare_data(name: Annotated[str | None, typer.Argument(help="Dataset name (
     if list_ or name is None:
         table = Table("name", "size", "licence", "description", title="datasets")
         for row in api.list_datasets():
-            table.add_row(row["name"], row["size"], row["license"], row["description"])
+            table.add_row(*(escape(str(row[k])) for k in ("name", "size", "license", "description")))
         console.print(table)
         if name is None and not list_:
             raise SegkitError("give a dataset NAME (listed above)")
@@ -199,7 +199,7 @@ def list_registry(kind: Annotated[str | None, typer.Argument(help="backbones, se
     for k, rows in listing.items():
         table = Table("name", "defined in", "summary", title=f"{k} ({len(rows)})")
         for row in rows:
-            table.add_row(row["name"], row["where"], row["summary"])
+            table.add_row(*(escape(row[k]) for k in ("name", "where", "summary")))
         console.print(table)
 
 
@@ -210,7 +210,7 @@ def _fmt(value) -> str:
 def _kv_table(title: str, data: dict, columns: tuple[str, str] = ("key", "value")) -> None:
     table = Table(*columns, title=title)
     for k, v in data.items():
-        table.add_row(str(k), str(v))
+        table.add_row(escape(str(k)), escape(str(v)))
     console.print(table)
 
 
@@ -256,3 +256,28 @@ def main(argv: list[str] | None = None) -> None:
                               "(run with --debug for the traceback)", highlight=False, soft_wrap=True)
         code = 1
     sys.exit(code if isinstance(code, int) else 0)
+
+
+@app.command("check-data")
+def check_data(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")], set_: SetOpt = None,
+               split: Annotated[str, typer.Option("--split", help="train, test or both.")] = "both",
+               as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Read every sample once: report unreadable files, image/mask size mismatches, labels outside the classes."""
+    from . import api
+    from .errors import DataError
+
+    with console.status("reading every sample ..."):
+        report = api.check_data(recipe, set_ or [], split=split)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    for name, part in ({} if as_json else report["splits"]).items():
+        title = f"{name}: {part['dataset']} set '{part['set']}', {part['checked']} samples read"
+        table = Table("problem", "file", "details", title=title)
+        table.columns[1].overflow = table.columns[2].overflow = "fold"
+        for found in part["problems"]:
+            table.add_row(found["kind"], escape(found["file"]), escape(found["message"]))
+        console.print(table if part["problems"] else f"{title}: no problems")
+    if report["num_problems"]:
+        raise DataError(report["summary"])
+    if not as_json:
+        console.print(f"[bold green]ok[/]: {report['summary']}")

@@ -1,4 +1,21 @@
-"""PASCAL VOC 2012 (and the SBD-augmented ``trainaug`` split), in its official on-disk layout."""
+"""PASCAL VOC 2012 (with the SBD-augmented ``trainaug`` split) and PASCAL-Context (60 and 59 classes).
+
+This module also holds the small helpers the other official-layout datasets share (:func:`void_to`,
+:func:`imageids_or_listing`).
+
+All three read the VOCdevkit layout::
+
+    rootdir/JPEGImages/<id>.jpg
+    rootdir/<ann_dirname>/<id>.png                  single-channel or palette PNG of class ids
+    rootdir/ImageSets/<sets_dirname>/<set>.txt      one id per line
+
+``VOCDataset``: ``SegmentationClass`` / ``Segmentation`` (SSSegmentation's default ``rootdir`` is
+``VOCdevkit/VOC2012``). "VOC aug" is the ``trainaug`` list together with the SBD masks placed in
+``SegmentationClass`` next to the official ones (as SSSegmentation's packaged archive does); the official masks are
+palette PNGs whose object borders are 255, SBD's are grayscale PNGs, both read as class indices.
+``PascalContextDataset`` / ``PascalContext59Dataset``: ``SegmentationClassContext`` / ``SegmentationContext``
+(default ``rootdir`` ``VOCdevkit/VOC2010``), label maps holding 0 (background) .. 59.
+"""
 
 from __future__ import annotations
 
@@ -8,44 +25,74 @@ from typing import Literal
 
 import numpy as np
 
-from ...registry import DATASETS
+from ...registry import DATASETS, PREPARERS
 from .base import BaseDataset, read_imageids, voc_palette
 
+VOID = -100
+"""``clsid2label`` target meaning "void"; replaced by the dataset's ``ignore_index`` when it is built."""
+
 VOC_CLASSNAMES = [
-    "__background__",
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-]
+    "__background__", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+]  # fmt: skip
+
+PASCAL_CONTEXT_CLASSNAMES = [
+    "__background__", "aeroplane", "bag", "bed", "bedclothes", "bench", "bicycle", "bird", "boat", "book",
+    "bottle", "building", "bus", "cabinet", "car", "cat", "ceiling", "chair", "cloth", "computer", "cow", "cup",
+    "curtain", "dog", "door", "fence", "floor", "flower", "food", "grass", "ground", "horse", "keyboard", "light",
+    "motorbike", "mountain", "mouse", "person", "plate", "platform", "pottedplant", "road", "rock", "sheep",
+    "shelves", "sidewalk", "sign", "sky", "snow", "sofa", "table", "track", "train", "tree", "truck", "tvmonitor",
+    "wall", "water", "window", "wood",
+]  # fmt: skip
+
+PASCAL_CONTEXT_PALETTE = [
+    (120, 120, 120), (180, 120, 120), (6, 230, 230), (80, 50, 50), (4, 200, 3), (120, 120, 80), (140, 140, 140),
+    (204, 5, 255), (230, 230, 230), (4, 250, 7), (224, 5, 255), (235, 255, 7), (150, 5, 61), (120, 120, 70),
+    (8, 255, 51), (255, 6, 82), (143, 255, 140), (204, 255, 4), (255, 51, 7), (204, 70, 3), (0, 102, 200),
+    (61, 230, 250), (255, 6, 51), (11, 102, 255), (255, 7, 71), (255, 9, 224), (9, 7, 230), (220, 220, 220),
+    (255, 9, 92), (112, 9, 255), (8, 255, 214), (7, 255, 224), (255, 184, 6), (10, 255, 71), (255, 41, 10),
+    (7, 255, 255), (224, 255, 8), (102, 8, 255), (255, 61, 6), (255, 194, 7), (255, 122, 8), (0, 255, 20),
+    (255, 8, 41), (255, 5, 153), (6, 51, 255), (235, 12, 255), (160, 150, 20), (0, 163, 255), (140, 140, 140),
+    (250, 10, 15), (20, 255, 0), (31, 255, 0), (255, 31, 0), (255, 224, 0), (153, 255, 0), (0, 0, 255),
+    (255, 71, 0), (0, 235, 255), (0, 173, 255), (31, 0, 255),
+]  # fmt: skip
+"""RGB colours of the 60 PASCAL-Context classes (the first 60 of the ADE20k palette, as SSSegmentation uses)."""
 
 
-@DATASETS.register("VOCDataset")
-class VOCDataset(BaseDataset):
-    """PASCAL VOC: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png`` (palette PNG; 255 = void),
-    ids from ``ImageSets/Segmentation/<set>.txt`` (``train``, ``val``, ``trainaug``); 21 classes."""
+def imageids_or_listing(split_file: str, image_dir: str, image_ext: str) -> list[str]:
+    """The ids listed in ``split_file``; without that file, every ``<id><image_ext>`` under ``image_dir``.
 
-    num_classes = 21
-    classnames = VOC_CLASSNAMES
-    palette = voc_palette(21)
-    clsid2label = {255: -100}
-    prepare_hint = None  # `segkit prepare-data voc` comes with the datasets issue
+    Ids found by listing are paths relative to ``image_dir`` (``city/name`` in nested folders), sorted. A missing
+    ``image_dir`` gives no ids, so that ``BaseDataset`` reports the missing directory.
+    """
+    if os.path.isfile(split_file):
+        return read_imageids(split_file)
+    found = []
+    for folder, _, names in os.walk(image_dir):
+        relative = os.path.relpath(folder, image_dir)
+        for name in names:
+            if name.endswith(image_ext):
+                stem = name[: -len(image_ext)]
+                found.append(stem if relative == "." else f"{relative}/{stem}".replace(os.sep, "/"))
+    return sorted(found)
+
+
+def preparer_hint(name: str) -> str | None:
+    """``segkit prepare-data NAME`` for "not found" errors, when that preparer is registered."""
+    return f"segkit prepare-data {name}" if name in PREPARERS else None
+
+
+def void_to(clsid2label: dict[int, int], ignore_index: int) -> dict[int, int]:
+    """``clsid2label`` with its :data:`VOID` targets replaced by ``ignore_index``."""
+    return {raw: ignore_index if label == VOID else label for raw, label in clsid2label.items()}
+
+
+class VOCLayoutDataset(BaseDataset):
+    """The VOCdevkit layout shared by VOC and PASCAL-Context; subclasses set the two directory names."""
+
+    ann_dirname = "SegmentationClass"
+    sets_dirname = "Segmentation"
+    preparer = "voc"
 
     def __init__(
         self,
@@ -58,19 +105,62 @@ class VOCDataset(BaseDataset):
         auto_correct_invalid_seg_target: bool = False,
         seed: int = 0,
     ) -> None:
-        split_file = os.path.join(rootdir, "ImageSets", "Segmentation", f"{set}.txt")
+        self.prepare_hint = preparer_hint(self.preparer)
+        split_file = os.path.join(rootdir, "ImageSets", self.sets_dirname, f"{set}.txt")
         super().__init__(
             rootdir=rootdir,
             set=set,
             data_pipelines=data_pipelines,
             mode=mode,
             image_dir="JPEGImages",
-            ann_dir="SegmentationClass",
+            ann_dir=self.ann_dirname,
             image_ext=".jpg",
             ann_ext=".png",
             imageids=read_imageids(split_file, self.prepare_hint),
             repeat_times=repeat_times,
             ignore_index=ignore_index,
             auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
+            clsid2label=void_to(type(self).clsid2label or {}, ignore_index),
             seed=seed,
         )
+
+
+@DATASETS.register("VOCDataset")
+class VOCDataset(VOCLayoutDataset):
+    """PASCAL VOC 2012: 21 classes (``__background__`` + 20); 255 (object borders) is void.
+
+    Layout: ``JPEGImages/<id>.jpg``, ``SegmentationClass/<id>.png``, ``ImageSets/Segmentation/<set>.txt`` with
+    ``set`` one of ``train``, ``val``, ``trainval`` or ``trainaug`` (VOC + SBD, 10582 images).
+    """
+
+    num_classes = 21
+    classnames = VOC_CLASSNAMES
+    palette = voc_palette(21)
+    clsid2label = {255: VOID}
+
+
+@DATASETS.register("PascalContextDataset")
+class PascalContextDataset(VOCLayoutDataset):
+    """PASCAL-Context, 60 classes (``__background__`` + 59); 255 is void.
+
+    Layout: ``JPEGImages/<id>.jpg``, ``SegmentationClassContext/<id>.png`` (ids 0..59),
+    ``ImageSets/SegmentationContext/<set>.txt`` (``train``: 4996, ``val``: 5104 images).
+    """
+
+    ann_dirname = "SegmentationClassContext"
+    sets_dirname = "SegmentationContext"
+    preparer = "pascalcontext"
+    num_classes = 60
+    classnames = PASCAL_CONTEXT_CLASSNAMES
+    palette = PASCAL_CONTEXT_PALETTE
+    clsid2label = {255: VOID}
+
+
+@DATASETS.register("PascalContext59Dataset")
+class PascalContext59Dataset(PascalContextDataset):
+    """PASCAL-Context, 59 classes: the same files, background (0) is void and ids 1..59 become 0..58."""
+
+    num_classes = 59
+    classnames = PASCAL_CONTEXT_CLASSNAMES[1:]
+    palette = PASCAL_CONTEXT_PALETTE[1:]
+    clsid2label = {0: VOID, 255: VOID, **{i: i - 1 for i in range(1, 60)}}
