@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import RecipeError
 from ..recipe.schema import SchedulerCfg
 from ..registry import NORMS, OPTIMIZERS, SCHEDULERS
 
@@ -68,7 +69,21 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     """Build the optimizer of ``scheduler.optimizer`` for ``model``."""
     kwargs = cfg.model_dump()
     rules, filter_params, base = kwargs.pop("params_rules"), kwargs.pop("filter_params"), kwargs.pop("base_setting")
-    groups = param_groups(model, kwargs["lr"], kwargs.get("weight_decay"), rules, base, filter_params)
+    constructor = rules.pop("type", "DefaultParamsConstructor")
+    if constructor == "LearningRateDecayParamsConstructor":
+        from .lr_decay import lr_decay_param_groups
+
+        for key in ("num_layers", "decay_rate"):
+            if key not in rules:
+                raise RecipeError(f"scheduler.optimizer.params_rules.{key}", f"{constructor} needs '{key}'")
+        groups = lr_decay_param_groups(model, lr=kwargs["lr"], weight_decay=kwargs.get("weight_decay") or 0.0,
+                                       num_layers=rules["num_layers"], decay_rate=rules["decay_rate"],
+                                       decay_type=rules.get("decay_type", "layer_wise_vit"))
+    elif constructor == "DefaultParamsConstructor":
+        groups = param_groups(model, kwargs["lr"], kwargs.get("weight_decay"), rules, base, filter_params)
+    else:
+        raise RecipeError("scheduler.optimizer.params_rules.type", f"unknown params constructor '{constructor}'"
+                          "; expected DefaultParamsConstructor or LearningRateDecayParamsConstructor")
     for group in groups:
         group.setdefault("lr_multiplier", 1.0)
     return OPTIMIZERS.build(kwargs, path="scheduler.optimizer", params=groups)

@@ -69,3 +69,25 @@ def test_scheduler_applies_group_multipliers():
     lr = sched.update_lr(0)
     dec = [g for g in opt.param_groups if g["name"].startswith("decoder")]
     assert all(g["lr"] == pytest.approx(10 * lr) for g in dec)
+
+
+def test_layer_wise_lr_decay_through_params_rules():
+    from segkit import BACKBONES
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = BACKBONES.build({"type": "VisionTransformer", "img_size": 32, "patch_size": 16,
+                                             "embed_dims": 16, "num_layers": 2, "num_heads": 2,
+                                             "out_indices": [1], "pretrained": False})
+
+    rules = {"type": "LearningRateDecayParamsConstructor", "num_layers": 2, "decay_rate": 0.5,
+             "decay_type": "layer_wise_vit"}
+    cfg = SchedulerCfg(max_epochs=1, optimizer=OptimizerCfg(type="AdamW", lr=1.0, weight_decay=0.05,
+                                                            params_rules=rules))
+    opt = build_optimizer(Wrapper(), cfg.optimizer)
+    multipliers = sorted({g["lr_multiplier"] for g in opt.param_groups})
+    assert multipliers == pytest.approx([0.5 ** 3, 0.5 ** 2, 0.5])  # embeddings, block 0, block 1
+    sched = build_scheduler(opt, cfg, iters_per_epoch=1)
+    lr = sched.update_lr(0)
+    assert sorted({g["lr"] for g in opt.param_groups}) == pytest.approx([m * lr for m in multipliers])
