@@ -233,17 +233,56 @@ def list_registry(kind: str | None = None, pattern: str | None = None) -> dict[s
         raise SegkitError(f"unknown registry '{kind}'{did_you_mean(kind, REGISTRIES)}; "
                           f"known: {', '.join(REGISTRIES)}")
     kinds = [kind] if kind else list(REGISTRIES)
-    return {k: [{"name": n, "where": REGISTRIES[k].where(n), "summary": REGISTRIES[k].summary(n)}
-                for n in REGISTRIES[k].filter(pattern)] for k in kinds}
+    listing = {k: [{"name": n, "where": REGISTRIES[k].where(n), "summary": REGISTRIES[k].summary(n)}
+                   for n in REGISTRIES[k].filter(pattern)] for k in kinds}
+    for row in listing.get("backbones", []):
+        row["structure_types"] = structure_types(REGISTRIES["backbones"].get(row["name"]))
+    return listing
 
 
-def registry_info(kind: str, name: str) -> dict[str, Any]:
-    """A component's arguments with their defaults."""
+def registry_info(kind: str, name: str, features: bool = True) -> dict[str, Any]:
+    """A component's arguments with their defaults; for a backbone also its structure types and, per type,
+    the channels and strides of its outputs (built on the meta device: no memory, no download)."""
+    from .errors import did_you_mean
+
+    if kind not in REGISTRIES:
+        raise SegkitError(f"unknown registry '{kind}'{did_you_mean(kind, REGISTRIES)}")
     reg = REGISTRIES[kind]
+    reg.get(name, path="--info")
     params = {}
     for pname, p in reg.parameters(name).items():
-        params[pname] = None if p.default is inspect.Parameter.empty else repr(p.default)
-    return {"name": name, "where": reg.where(name), "summary": reg.summary(name), "arguments": params}
+        params[pname] = "(required)" if p.default is inspect.Parameter.empty else repr(p.default)
+    info: dict[str, Any] = {"name": name, "where": reg.where(name), "summary": reg.summary(name),
+                            "arguments": params}
+    if kind == "backbones":
+        types = structure_types(reg.get(name))
+        info["structure_types"] = {t: backbone_features(name, t) if features else None for t in types}
+    return info
+
+
+def structure_types(cls: type) -> list[str]:
+    """The ``structure_type`` values a backbone knows: its ``structure_types`` attribute, else its module's
+    structure / pretrained-weights table."""
+    names = getattr(cls, "structure_types", None)
+    if names is None:
+        module = importlib.import_module(cls.__module__)
+        for attr in ("STRUCTURE_TYPES", "STRUCTURE_ARGUMENTS", "STRUCTURES", "PRETRAINED_URLS"):
+            if getattr(module, attr, None):
+                names = getattr(module, attr)
+                break
+    return list(names or [])
+
+
+def backbone_features(name: str, structure_type: str) -> list[dict] | str:
+    """``[{"channels", "stride"}]`` per output of one structure type, or why it could not be built alone."""
+    from .registry import BACKBONES
+
+    try:
+        with torch.device("meta"):
+            backbone = BACKBONES.build({"type": name, "structure_type": structure_type, "pretrained": False})
+    except Exception as exc:  # noqa: BLE001  (a backbone that needs more arguments: say so, keep listing)
+        return f"not built alone: {str(exc).splitlines()[0][:120]}"
+    return [{"channels": i["num_chs"], "stride": i["reduction"]} for i in backbone.feature_info]
 
 
 # ---------------------------------------------------------------------- check-data

@@ -189,17 +189,25 @@ def list_registry(kind: Annotated[str | None, typer.Argument(help="backbones, se
         data = api.registry_info(kind or "backbones", info)
         if as_json:
             print(json.dumps(data, indent=2))
-        else:
-            _kv_table(f"{data['name']} ({data['where']})", data["arguments"], ("argument", "default"))
+            return
+        _kv_table(f"{data['name']} ({data['where']})", data["arguments"], ("argument", "default"))
+        if data.get("structure_types"):
+            outputs = {t: f if isinstance(f, str) else ", ".join(f"{o['channels']}@/{o['stride']}" for o in f)
+                       for t, f in data["structure_types"].items()}
+            _kv_table("structure types: outputs as channels@/stride", outputs, ("structure_type", "outputs"))
         return
     listing = api.list_registry(kind, filter_)
     if as_json:
         print(json.dumps(listing, indent=2))
         return
     for k, rows in listing.items():
-        table = Table("name", "defined in", "summary", title=f"{k} ({len(rows)})")
+        columns = ["name", "defined in", "summary"] + (["structure types"] if k == "backbones" else [])
+        table = Table(*columns, title=f"{k} ({len(rows)})")
         for row in rows:
-            table.add_row(*(escape(row[k]) for k in ("name", "where", "summary")))
+            cells = [row["name"], row["where"], row["summary"]]
+            if k == "backbones":
+                cells.append(", ".join(row["structure_types"]) or "-")
+            table.add_row(*map(escape, cells))
         console.print(table)
 
 

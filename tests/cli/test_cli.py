@@ -97,6 +97,11 @@ def test_list_registry(capsys):
     assert code == 0 and {"ResNet", "TIMMBackbone"} <= {r["name"] for r in json.loads(out)["backbones"]}
     code, out, _ = run_cli(capsys, "list-registry", "norms", "--filter", "Batch*", "--json")
     assert {r["name"] for r in json.loads(out)["norms"]} >= {"BatchNorm1d", "BatchNorm2d", "BatchNorm3d"}
+    code, out, _ = run_cli(capsys, "list-registry", "backbones", "--info", "ResNet", "--json")
+    info = json.loads(out)
+    assert info["arguments"]["outstride"] == "8"
+    assert info["structure_types"]["resnet50conv3x3stem"] == [
+        {"channels": c, "stride": s} for c, s in ((256, 4), (512, 8), (1024, 8), (2048, 8))]
     code, out, err = run_cli(capsys, "list-registry", "backbonez")
     assert code == 2 and "did you mean 'backbones'" in err
 

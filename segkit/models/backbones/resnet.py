@@ -145,6 +145,8 @@ class ResNet(Backbone):
     the backward pass while training (less memory, more time).
     """
 
+    structure_types = tuple(f"resnet{d}{stem}" for stem in ("", "conv3x3stem") for d in (18, 34, 50, 101, 152))
+
     def __init__(
         self,
         structure_type: str | None = None,
