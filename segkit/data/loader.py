@@ -219,12 +219,14 @@ def _collate(samples: list[dict], stack_keys: tuple[str, ...], advice: str) -> d
 
 
 def collate_train(samples: list[dict]) -> dict[str, Any]:
-    """``image`` [B,3,H,W] float32, ``seg_target`` [B,H,W] int64 (plus ``edge_target``); other keys as lists."""
+    """``image`` [B,3,H,W] float32, ``seg_target`` [B,H,W] int64 (plus ``edge_target`` and
+    ``img2aug_pos_mapper`` when present); other keys as lists."""
     advice = "make the train pipeline end at a fixed size (RandomCrop, then Padding to the crop size)"
-    return _collate(samples, ("image", "seg_target", "edge_target"), advice)
+    return _collate(samples, ("image", "seg_target", "edge_target", "img2aug_pos_mapper"), advice)
 
 
 def collate_test(samples: list[dict]) -> dict[str, Any]:
-    """``image`` stacked; ``seg_target`` a list of original-size [H,W] int64 tensors; other keys as lists."""
+    """``image`` (and ``img2aug_pos_mapper``, which has its size) stacked; ``seg_target`` a list of original-size
+    [H,W] int64 tensors; other keys as lists."""
     advice = "set dataloader.test.batch_size_per_gpu = 1, or resize test images to one size"
-    return _collate(samples, ("image",), advice)
+    return _collate(samples, ("image", "img2aug_pos_mapper"), advice)

@@ -63,6 +63,9 @@ class BaseDataset(Dataset):
     ``ignore_index`` are an error naming the file unless ``auto_correct_invalid_seg_target`` (then void).
     In ``'TEST'`` mode the label map skips the pipeline: it stays at the original resolution (an int64 tensor).
     Augmentation randomness comes from ``numpy.random.default_rng([seed, epoch, index])``; see :meth:`set_epoch`.
+    With ``record_img2aug_pos_mapper`` each sample also carries ``img2aug_pos_mapper``: before the pipeline an
+    HxW map of the flat pixel indices ``y * width + x``, which the transforms move like a label map (-1 where an
+    output pixel comes from no original pixel), so a prediction can be traced back to the original image.
     """
 
     num_classes: int | None = None
@@ -91,6 +94,7 @@ class BaseDataset(Dataset):
         palette: Palette | None = None,
         clsid2label: dict[int, int] | None = None,
         seed: int = 0,
+        record_img2aug_pos_mapper: bool = False,
     ) -> None:
         super().__init__()
         self.rootdir = str(rootdir)
@@ -104,6 +108,7 @@ class BaseDataset(Dataset):
         self.ignore_index = ignore_index
         self.auto_correct_invalid_seg_target = auto_correct_invalid_seg_target
         self.seed = seed
+        self.record_img2aug_pos_mapper = record_img2aug_pos_mapper
         self.epoch = 0
         self._set_classes(num_classes, classnames, palette, clsid2label)
         self.pipeline = build_pipeline(data_pipelines, path="data_pipelines")
@@ -167,6 +172,9 @@ class BaseDataset(Dataset):
         index = index % len(self)
         sample = self.read(self.imageids[index % len(self.imageids)])
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.record_img2aug_pos_mapper:  # flat index of each original pixel, moved by the transforms
+            height, width = sample["image"].shape[:2]
+            sample["img2aug_pos_mapper"] = np.arange(height * width, dtype=np.int64).reshape(height, width)
         if self.mode == "TEST":
             seg_target = sample.pop("seg_target")
             sample = self.pipeline(sample, rng)

@@ -1,9 +1,10 @@
 """Chaining transforms, and building a chain from recipe tables.
 
 A transform is any callable ``transform(sample, rng) -> sample`` where ``sample`` is the dict described in
-``segkit.data`` (``image``, ``seg_target``, ``width``, ``height``, ``id``) and ``rng`` is a
-``numpy.random.Generator``. All randomness comes from ``rng``, never from global state, so a sample depends only on
-the generator it is given (the dataset derives it from ``(seed, epoch, index)``).
+``segkit.data`` (``image``, ``seg_target``, ``width``, ``height``, ``id``, optionally ``edge_target`` and
+``img2aug_pos_mapper``) and ``rng`` is a ``numpy.random.Generator``. All randomness comes from ``rng``, never from
+global state, so a sample depends only on the generator it is given (the dataset derives it from
+``(seed, epoch, index)``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,15 @@ from ...registry import TRANSFORMS
 
 Transform = Callable[[dict, np.random.Generator], dict]
 
-LABEL_KEYS = ("seg_target", "edge_target")
-"""Per-pixel label maps transformed alongside the image (nearest-neighbour, ignore-filled)."""
+LABEL_KEYS = ("seg_target", "edge_target", "img2aug_pos_mapper")
+"""Per-pixel integer maps transformed alongside the image (nearest-neighbour, filled where nothing maps).
+
+``img2aug_pos_mapper`` holds, at each output pixel, the flat index ``y * width + x`` of the original pixel it came
+from (``-1`` where none did); see ``BaseDataset(record_img2aug_pos_mapper=True)``.
+"""
+
+LABEL_FILL_VALUES = {"seg_target": -100, "edge_target": -100, "img2aug_pos_mapper": -1}
+"""Default fill of each label map where a transform uncovers pixels (padding, rotation corners, cut-out holes)."""
 
 
 class Compose:
@@ -75,4 +83,14 @@ def as_pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     values = tuple(int(v) for v in value)
     if len(values) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return values  # type: ignore[return-value]
+
+
+def as_range(value: float | Sequence[float], name: str) -> tuple[float, float]:
+    """``x -> (x, x)``; ``(lo, hi) -> (lo, hi)`` with ``lo <= hi``; else a ``ValueError`` naming ``name``."""
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value), float(value)
+    values = tuple(float(v) for v in value)
+    if len(values) != 2 or values[0] > values[1]:
+        raise ValueError(f"{name} must be a number or a pair (lo, hi) with lo <= hi, got {value!r}")
     return values  # type: ignore[return-value]

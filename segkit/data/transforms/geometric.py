@@ -1,35 +1,17 @@
-"""Geometric transforms: the image and its label maps move together (labels always nearest-neighbour).
+"""Resize, random crop and flip: the image and its label maps move together (labels always nearest-neighbour).
 
-Images stay ``uint8`` HxWx3 BGR; label maps stay ``int64`` HxW. OpenCV does the pixel work.
+Images stay ``uint8`` HxWx3 BGR; label maps (``seg_target``, ``edge_target``, ``img2aug_pos_mapper``) keep their
+integer dtype. OpenCV does the pixel work (see :mod:`.ops`).
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import cv2
 import numpy as np
 
 from ...registry import TRANSFORMS
 from .compose import LABEL_KEYS, as_pair
-
-Interpolation = Literal["area", "bicubic", "bilinear", "nearest", "lanczos"]
-
-CV2_INTERPOLATIONS = {
-    "area": cv2.INTER_AREA,
-    "bicubic": cv2.INTER_CUBIC,
-    "bilinear": cv2.INTER_LINEAR,
-    # pixel-centre aligned nearest neighbour (like PIL), so labels line up with bilinear images;
-    # cv2.INTER_NEAREST (SSSegmentation's choice) shifts the map by up to half a source pixel.
-    "nearest": cv2.INTER_NEAREST_EXACT,
-    "lanczos": cv2.INTER_LANCZOS4,
-}
-
-
-def resize_labels(seg: np.ndarray, size_wh: tuple[int, int], interpolation: str = "nearest") -> np.ndarray:
-    """Resize an integer label map to ``(width, height)``; the result is ``int64``."""
-    resized = cv2.resize(seg.astype(np.int32), size_wh, interpolation=CV2_INTERPOLATIONS[interpolation])
-    return resized.astype(np.int64)
+from .ops import Interpolation, LabelInterpolation, flip_labels, resize_sample
 
 
 @TRANSFORMS.register("Resize")
@@ -41,7 +23,8 @@ class Resize:
     ``min(max(target)/max(h, w), min(target)/min(h, w))`` (so ``(2048, 512)`` means "long side at most 2048, short
     side at most 512"); then, if ``min_size`` is given and the short side is smaller, it is scaled up to it.
     Without ``keep_ratio`` a portrait image becomes ``min(target)`` wide and ``max(target)`` high, a landscape one the
-    other way round.
+    other way round. Label maps are resized nearest-neighbour, pixel-centre aligned (``cv2.INTER_NEAREST_EXACT``,
+    where SSSegmentation's ``cv2.INTER_NEAREST`` shifts them by up to half a source pixel against the image).
     """
 
     def __init__(
@@ -51,7 +34,8 @@ class Resize:
         min_size: int | None = None,
         scale_range: tuple[float, float] | None = (0.5, 2.0),
         image_interpolation: Interpolation = "bilinear",
-        seg_target_interpolation: Interpolation = "nearest",
+        seg_target_interpolation: LabelInterpolation = "nearest",
+        img2aug_pos_mapper_interpolation: LabelInterpolation = "nearest",
     ) -> None:
         self.output_size = as_pair(output_size, "output_size")
         if min(self.output_size) <= 0:
@@ -63,6 +47,7 @@ class Resize:
         self.scale_range = scale_range
         self.image_interpolation = image_interpolation
         self.seg_target_interpolation = seg_target_interpolation
+        self.img2aug_pos_mapper_interpolation = img2aug_pos_mapper_interpolation
 
     def target_size(self, height: int, width: int, rng: np.random.Generator) -> tuple[int, int]:
         """The ``(new_width, new_height)`` for an image of the given size."""
@@ -80,15 +65,7 @@ class Resize:
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         height, width = sample["image"].shape[:2]
-        size_wh = self.target_size(height, width, rng)
-        if size_wh == (width, height):
-            return sample
-        interpolation = CV2_INTERPOLATIONS[self.image_interpolation]
-        sample["image"] = cv2.resize(sample["image"], size_wh, interpolation=interpolation)
-        for key in LABEL_KEYS:
-            if key in sample:
-                sample[key] = resize_labels(sample[key], size_wh, self.seg_target_interpolation)
-        return sample
+        return resize_sample(sample, self.target_size(height, width, rng), self.image_interpolation)
 
 
 @TRANSFORMS.register("RandomCrop")
@@ -98,7 +75,8 @@ class RandomCrop:
     Up to 10 windows are drawn; the first where more than one non-ignored class is present and the most frequent
     one covers less than ``one_category_max_ratio`` of the labelled pixels is kept, else the last one drawn.
     Unlike SSSegmentation 1.7.0 (which returns the *uncropped* sample when the last window has no labelled pixel,
-    so a large image then breaks batch collation), the result is always cropped.
+    so a large image then breaks batch collation), the result is always cropped. ``one_category_max_ratio=1``
+    switches the check off (any window is kept).
     """
 
     max_tries = 10
@@ -118,9 +96,9 @@ class RandomCrop:
         self.one_category_max_ratio = one_category_max_ratio
 
     def _acceptable(self, seg: np.ndarray) -> bool:
-        labels, counts = np.unique(seg, return_counts=True)
-        counts = counts[labels != self.ignore_index]
-        return len(counts) > 1 and counts.max() / counts.sum() < self.one_category_max_ratio
+        counts = label_counts(seg, self.ignore_index)
+        total = counts.sum()
+        return total > 0 and np.count_nonzero(counts) > 1 and counts.max() / total < self.one_category_max_ratio
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         height, width = sample["image"].shape[:2]
@@ -159,7 +137,7 @@ class RandomFlip:
         sample["image"] = cv2.flip(sample["image"], 1)
         for key in LABEL_KEYS:
             if key in sample:
-                sample[key] = np.ascontiguousarray(sample[key][:, ::-1])
+                sample[key] = flip_labels(sample[key])
         if "seg_target" in sample and self.fixed_seg_target_pairs:
             sample["seg_target"] = self._swap_pairs(sample["seg_target"])
         return sample
@@ -170,3 +148,24 @@ class RandomFlip:
             swapped[seg == a] = b
             swapped[seg == b] = a
         return swapped
+
+
+def label_counts(labels: np.ndarray, ignore_index: int) -> np.ndarray:
+    """Pixel count of every label value present (in value order, zeros for absent ones), ``ignore_index`` left out.
+
+    Several times faster than ``np.unique``: values spanning at most 256 are shifted into one byte per pixel and
+    counted by ``cv2.calcHist``; wider spans use ``np.bincount``; very wide ones fall back to ``np.unique``.
+    """
+    lo, hi = int(labels.min()), int(labels.max())
+    span = hi - lo + 1
+    if span <= 256 and labels.size < 1 << 24:  # float32 histogram counts are exact below 2**24
+        shifted = np.subtract(labels, labels.dtype.type(lo), dtype=np.uint8, casting="unsafe")
+        counts = cv2.calcHist([shifted], [0], None, [span], [0, span]).ravel().astype(np.int64)
+    elif span <= 1 << 16:
+        counts = np.bincount((labels - labels.dtype.type(lo)).ravel(), minlength=span)
+    else:
+        values, counts = np.unique(labels, return_counts=True)
+        return counts[values != ignore_index]
+    if 0 <= ignore_index - lo < span:
+        counts[ignore_index - lo] = 0
+    return counts

@@ -7,11 +7,13 @@ import numpy as np
 
 from ...registry import TRANSFORMS
 
-_IDENTITY = np.arange(256, dtype=np.float64)
+_IDENTITY = np.arange(256, dtype=np.uint8)
 
 
-def _to_lut(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+def _affine_lut(lut: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+    """``lut`` followed by ``x * alpha + beta`` in float32, clipped to [0, 255] and truncated to ``uint8`` (the
+    arithmetic SSSegmentation does on the whole image, done on the 256 levels instead)."""
+    return np.clip(lut.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
 
 
 @TRANSFORMS.register("PhotoMetricDistortion")
@@ -20,8 +22,10 @@ class PhotoMetricDistortion:
 
     Order: brightness (``+ U(-brightness_delta, brightness_delta)``), contrast (``* U(contrast_range)``) either here
     or last (a fair coin), saturation (``S * U(saturation_range)``), hue (``H + randint(-hue_delta, hue_delta)``,
-    OpenCV hue units of 2 degrees), [contrast]. Each step clips to [0, 255]. Brightness and contrast are lookup
-    tables; saturation and hue are one HSV round trip with a per-channel lookup table.
+    upper end excluded, in OpenCV's 8-bit hue units of 2 degrees), [contrast]. Each step clips to [0, 255] and
+    truncates to ``uint8`` as SSSegmentation does, so the levels match it; the steps are composed as lookup tables
+    (``cv2.LUT``), and saturation and hue share one HSV round trip (SSSegmentation makes one each, which differs by
+    the rounding of the intermediate BGR image).
 
     SSSegmentation 1.7.0 converts with ``COLOR_RGB2HSV`` although its images are BGR, so its "hue" and "saturation"
     are computed on swapped channels; here the conversion is ``COLOR_BGR2HSV``, as the images are BGR.
@@ -46,22 +50,22 @@ class PhotoMetricDistortion:
 
     def _brightness(self, lut: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < 0.5:
-            lut = np.clip(lut + rng.uniform(-self.brightness_delta, self.brightness_delta), 0, 255)
+            lut = _affine_lut(lut, beta=rng.uniform(-self.brightness_delta, self.brightness_delta))
         return lut
 
     def _contrast(self, lut: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < 0.5:
-            lut = np.clip(lut * rng.uniform(*self.contrast_range), 0, 255)
+            lut = _affine_lut(lut, alpha=rng.uniform(*self.contrast_range))
         return lut
 
     def _saturation_hue(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         saturation = rng.uniform(*self.saturation_range) if rng.random() < 0.5 else None
-        hue = int(rng.integers(-self.hue_delta, self.hue_delta + 1)) if rng.random() < 0.5 else None
+        hue = int(rng.integers(-self.hue_delta, self.hue_delta)) if rng.random() < 0.5 and self.hue_delta else None
         if saturation is None and hue is None:
             return image
-        hue_lut = (np.arange(256) + (hue or 0)) % 180  # OpenCV's 8-bit hue lives in [0, 180)
-        sat_lut = _IDENTITY * (saturation if saturation is not None else 1.0)
-        lut = np.stack([_to_lut(hue_lut), _to_lut(sat_lut), _to_lut(_IDENTITY)], axis=-1)[:, None, :]
+        hue_lut = ((np.arange(256) + (hue or 0)) % 180).astype(np.uint8)  # OpenCV's 8-bit hue lives in [0, 180)
+        sat_lut = _IDENTITY if saturation is None else _affine_lut(_IDENTITY, alpha=saturation)
+        lut = np.stack([hue_lut, sat_lut, _IDENTITY], axis=-1)[:, None, :]
         hsv = cv2.LUT(cv2.cvtColor(image, cv2.COLOR_BGR2HSV), lut)
         return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
 
@@ -74,12 +78,12 @@ class PhotoMetricDistortion:
         if contrast_first:
             lut = self._contrast(lut, rng)
         if lut is not _IDENTITY:
-            image = cv2.LUT(image, _to_lut(lut))
+            image = cv2.LUT(image, lut)
         image = self._saturation_hue(image, rng)
         if not contrast_first:
             lut = self._contrast(_IDENTITY, rng)
             if lut is not _IDENTITY:
-                image = cv2.LUT(image, _to_lut(lut))
+                image = cv2.LUT(image, lut)
         sample["image"] = image
         return sample
 
@@ -89,24 +93,48 @@ class Normalize:
     """Convert the image to ``float32``, BGR -> RGB when ``to_rgb``, then ``(x - mean) / std`` per channel.
 
     ``mean`` and ``std`` are given in the output channel order (RGB when ``to_rgb``), e.g. the ImageNet values
-    ``mean=[123.675, 116.28, 103.53]``, ``std=[58.395, 57.12, 57.375]``.
+    ``mean=[123.675, 116.28, 103.53]``, ``std=[58.395, 57.12, 57.375]``. ``to_rgb`` applies to 3-channel images.
+
+    A ``uint8`` image is normalised channel by channel with ``cv2.LUT`` through a table of the 256 levels (no
+    intermediate float image), written into channel-planar memory: the result is an HxWxC view of a CxHxW
+    array, so ``ToTensor`` takes it without a copy.
     """
 
-    def __init__(
-        self, mean: tuple[float, float, float], std: tuple[float, float, float], to_rgb: bool = True
-    ) -> None:
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, -1)
-        self.std = np.asarray(std, dtype=np.float32).reshape(1, 1, -1)
-        if (self.std <= 0).any():
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], to_rgb: bool = True) -> None:
+        mean64, std64 = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+        if mean64.shape != std64.shape or mean64.ndim != 1:
+            raise ValueError(f"mean and std must be lists of the same length, got {mean!r}, {std!r}")
+        if (std64 <= 0).any():
             raise ValueError(f"std must be positive, got {std!r}")
+        self.mean = mean64.astype(np.float32).reshape(1, 1, -1)
+        self.std = std64.astype(np.float32).reshape(1, 1, -1)
         self.to_rgb = to_rgb
+        levels = np.arange(256, dtype=np.float64)[:, None]
+        table = ((levels - mean64) / std64).astype(np.float32)  # 256 levels x C channels
+        self.tables = [np.ascontiguousarray(table[:, channel]) for channel in range(len(mean64))]
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         image = sample["image"]
-        if self.to_rgb:
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        if channels != len(self.tables):
+            raise ValueError(f"Normalize has {len(self.tables)} means but the image has {channels} channels")
+        if image.dtype == np.uint8 and channels <= 4:
+            sample["image"] = self._lookup(image)
+            return sample
+        if self.to_rgb and channels == 3:
             image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         image = image.astype(np.float32)
-        image -= self.mean
-        image *= 1.0 / self.std
+        image -= self.mean if image.ndim == 3 else self.mean[0, 0, 0]
+        image *= 1.0 / (self.std if image.ndim == 3 else self.std[0, 0, 0])
         sample["image"] = image
         return sample
+
+    def _lookup(self, image: np.ndarray) -> np.ndarray:
+        """Normalise a ``uint8`` image plane by plane into a CxHxW buffer; return its HxWxC view (HxW for 2-D)."""
+        planes = cv2.split(image) if image.ndim == 3 else [image]
+        if self.to_rgb and len(planes) == 3:
+            planes = planes[::-1]
+        out = np.empty((len(planes), *image.shape[:2]), np.float32)
+        for plane, table, channel_out in zip(planes, self.tables, out, strict=True):
+            cv2.LUT(plane, table, dst=channel_out)
+        return out.transpose(1, 2, 0) if image.ndim == 3 else out[0]

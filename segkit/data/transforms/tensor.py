@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ...registry import TRANSFORMS
-from .compose import as_pair
+from .compose import LABEL_KEYS, as_pair
+from .ops import pad_array
 
 
 @TRANSFORMS.register("ToTensor")
 class ToTensor:
-    """``image`` HxWxC -> CxHxW ``float32`` tensor; label maps -> ``int64`` tensors."""
+    """``image`` HxWxC -> CxHxW ``float32`` tensor; label maps (``seg_target``, ``edge_target``,
+    ``img2aug_pos_mapper``) -> ``int64`` tensors (SSSegmentation makes them ``float32``; class ids are integers)."""
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         image = sample["image"]
@@ -24,7 +25,7 @@ class ToTensor:
                 image = image[:, :, None]
             image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         sample["image"] = image.float()
-        for key in ("seg_target", "edge_target"):
+        for key in LABEL_KEYS:
             if key in sample:
                 value = sample[key]
                 if not torch.is_tensor(value):
@@ -51,12 +52,17 @@ class Padding:
         image_fill_value: float = 0,
         seg_target_fill_value: int = -100,
         edge_target_fill_value: int = -100,
+        img2aug_pos_mapper_fill_value: int = -1,
         output_size_auto_adaptive: bool = True,
     ) -> None:
         self.output_size = as_pair(output_size, "output_size")
         self.data_type = data_type
         self.image_fill_value = image_fill_value
-        self.fill_values = {"seg_target": seg_target_fill_value, "edge_target": edge_target_fill_value}
+        self.fill_values = {
+            "seg_target": seg_target_fill_value,
+            "edge_target": edge_target_fill_value,
+            "img2aug_pos_mapper": img2aug_pos_mapper_fill_value,
+        }
         self.output_size_auto_adaptive = output_size_auto_adaptive
 
     def _target(self, height: int, width: int) -> tuple[int, int]:
@@ -80,27 +86,12 @@ class Padding:
             return sample
         top, left = pad_h // 2, pad_w // 2
         borders = (top, pad_h - top, left, pad_w - left)
-        pad = _pad_tensor if is_tensor else _pad_array
+        pad = _pad_tensor if is_tensor else pad_array
         sample["image"] = pad(image, borders, self.image_fill_value)
         for key, fill in self.fill_values.items():
             if key in sample:
                 sample[key] = pad(sample[key], borders, fill)
         return sample
-
-
-def _pad_array(array: np.ndarray, borders: tuple[int, int, int, int], fill: float) -> np.ndarray:
-    """Pad an HxW or HxWxC array by ``(top, bottom, left, right)`` with a constant (dtype preserved)."""
-    dtype = array.dtype
-    work = array.astype(np.int32) if dtype == np.int64 else array  # OpenCV has no 64-bit integers
-    channels = 1 if work.ndim == 2 else work.shape[2]
-    value = (fill,) * min(channels, 4)
-    if channels > 4:  # copyMakeBorder's fill holds at most 4 channels
-        padded = np.pad(array, (borders[:2], borders[2:], (0, 0)), constant_values=fill)
-    else:
-        padded = cv2.copyMakeBorder(work, *borders, cv2.BORDER_CONSTANT, value=value)
-        if padded.ndim == 2 and work.ndim == 3:
-            padded = padded[:, :, None]
-    return padded.astype(dtype, copy=False)
 
 
 def _pad_tensor(tensor: torch.Tensor, borders: tuple[int, int, int, int], fill: float) -> torch.Tensor:

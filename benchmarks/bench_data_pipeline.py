@@ -1,0 +1,263 @@
+"""Data pipeline throughput on one core: the ADE20k training pipeline through segkit's dataset code path against
+the same pipeline written with plain NumPy/OpenCV the way SSSegmentation 1.7.0 implements it.
+
+Pipeline: Resize((2048, 512), keep_ratio, scale_range=(0.5, 2)) -> RandomCrop(512, one_category_max_ratio=0.75)
+-> RandomFlip(0.5) -> PhotoMetricDistortion -> Normalize -> ToTensor -> Padding(512, 'tensor'), on generated
+640x480 JPEGs with ADE-style PNG label maps (0 = void, 1..150 = classes) read from disk.
+
+The baseline follows SSSegmentation's documented behaviour (reference facts §8): label maps read as float32 and
+remapped key by key (``seg[seg == k] = v`` over the 151 keys), RandomCrop copying the whole sample and calling
+``np.unique`` on every try, PhotoMetricDistortion doing float32 arithmetic on the whole image at every step,
+float32 label tensors. It is written here from that description, not copied.
+
+summary: images/s per core of both (median over repeats of all images), ``speedup`` = segkit images/s / baseline
+images/s (same run, image by image in turn), and the range of the per-repeat speedups.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
+CROP = 512
+NUM_CLASSES = 150
+ADE_REMAP = {0: -100, **{i: i - 1 for i in range(1, NUM_CLASSES + 1)}}
+SEGKIT_PIPELINE = [
+    {"type": "Resize", "output_size": [2048, 512], "keep_ratio": True, "scale_range": [0.5, 2.0]},
+    {"type": "RandomCrop", "crop_size": [CROP, CROP], "one_category_max_ratio": 0.75},
+    {"type": "RandomFlip", "prob": 0.5},
+    {"type": "PhotoMetricDistortion"},
+    {"type": "Normalize", "mean": list(MEAN), "std": list(STD)},
+    {"type": "ToTensor"},
+    {"type": "Padding", "output_size": [CROP, CROP], "data_type": "tensor"},
+]
+
+
+# --------------------------------------------------------------------------- data
+def write_ade_like(root: Path, count: int, height: int = 480, width: int = 640, seed: int = 0) -> list[str]:
+    """``count`` JPEG photos-alike and PNG label maps (Voronoi regions of random ADE classes, ~10% void)."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    palette = rng.integers(0, 256, (NUM_CLASSES + 1, 3))
+    ys, xs = np.mgrid[0:height, 0:width]
+    ids = []
+    for index in range(count):
+        seeds = rng.uniform((0, 0), (height, width), (int(rng.integers(8, 20)), 2))
+        nearest = np.argmin((ys[..., None] - seeds[:, 0]) ** 2 + (xs[..., None] - seeds[:, 1]) ** 2, axis=-1)
+        classes = rng.integers(1, NUM_CLASSES + 1, len(seeds))
+        classes[rng.random(len(seeds)) < 0.1] = 0  # void ("other")
+        labels = classes[nearest].astype(np.uint8)
+        shade = (ys / height * 40 + xs / width * 30)[..., None]
+        image = palette[labels] * 0.8 + shade + rng.normal(0, 12, (height, width, 3))
+        imageid = f"ADE_train_{index:08d}"
+        cv2.imwrite(str(root / "images" / f"{imageid}.jpg"), np.clip(image, 0, 255).astype(np.uint8),
+                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cv2.imwrite(str(root / "annotations" / f"{imageid}.png"), labels)
+        ids.append(imageid)
+    return ids
+
+
+# --------------------------------------------------------------------------- SSSegmentation-style baseline
+def baseline_read(root: Path, imageid: str) -> dict:
+    """Image as read by OpenCV; label map to float32, then each ``clsid2label`` key replaced in turn, then checked."""
+    image = cv2.imread(str(root / "images" / f"{imageid}.jpg"))
+    seg = cv2.imread(str(root / "annotations" / f"{imageid}.png"), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+    for key, value in ADE_REMAP.items():
+        seg[seg == key] = value
+    invalid = ((seg < 0) | (seg >= NUM_CLASSES)) & (seg != -100)
+    assert invalid.sum() == 0
+    return {"image": image, "seg_target": seg, "width": image.shape[1], "height": image.shape[0], "id": imageid}
+
+
+def baseline_resize(sample: dict) -> dict:
+    scale_draw = np.random.random_sample() * (2.0 - 0.5) + 0.5
+    target = int(2048 * scale_draw), int(512 * scale_draw)
+    height, width = sample["image"].shape[:2]
+    factor = min(max(target) / max(height, width), min(target) / min(height, width))
+    size = int(width * factor + 0.5), int(height * factor + 0.5)
+    sample["image"] = cv2.resize(sample["image"], size, interpolation=cv2.INTER_LINEAR)
+    sample["seg_target"] = cv2.resize(sample["seg_target"], size, interpolation=cv2.INTER_NEAREST)
+    return sample
+
+
+def baseline_random_crop(sample: dict) -> dict:
+    for _ in range(10):  # every try copies the whole sample, crops, and counts classes with np.unique
+        image, seg = sample["image"].copy(), sample["seg_target"].copy()
+        height, width = image.shape[:2]
+        crop_h, crop_w = min(CROP, height), min(CROP, width)
+        top, left = np.random.randint(0, height - crop_h + 1), np.random.randint(0, width - crop_w + 1)
+        image, seg = image[top:top + crop_h, left:left + crop_w], seg[top:top + crop_h, left:left + crop_w]
+        values, counts = np.unique(seg, return_counts=True)
+        counts = counts[values != -100]
+        if len(counts) > 1 and np.max(counts) / np.sum(counts) < 0.75:
+            break
+    if len(counts) == 0:
+        return sample
+    sample["image"], sample["seg_target"] = image, seg
+    return sample
+
+
+def baseline_random_flip(sample: dict) -> dict:
+    if np.random.rand() > 0.5:
+        return sample
+    sample["image"], sample["seg_target"] = np.flip(sample["image"], axis=1), np.flip(sample["seg_target"], axis=1)
+    return sample
+
+
+def _convert(image: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+    return np.clip(image.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+
+def _contrast(image: np.ndarray) -> np.ndarray:
+    return _convert(image, alpha=np.random.uniform(0.5, 1.5)) if np.random.randint(2) else image
+
+
+def baseline_photometric(sample: dict) -> dict:
+    """Brightness, contrast (first or last), saturation, hue: float32 math on the whole image, HSV per step."""
+    image = sample["image"]
+    if np.random.randint(2):
+        image = _convert(image, beta=np.random.uniform(-32, 32))
+    mode = np.random.randint(2)
+    if mode == 1:
+        image = _contrast(image)
+    if np.random.randint(2):
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+        hsv[..., 1] = _convert(hsv[..., 1], alpha=np.random.uniform(0.5, 1.5))
+        image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if np.random.randint(2):
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = (hsv[..., 0].astype(int) + np.random.randint(-18, 18)) % 180
+        image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if mode == 0:
+        image = _contrast(image)
+    sample["image"] = image
+    return sample
+
+
+def baseline_normalize(sample: dict) -> dict:
+    image = sample["image"].astype(np.float32)
+    cv2.cvtColor(image, cv2.COLOR_BGR2RGB, image)
+    cv2.subtract(image, np.float64(np.array(MEAN).reshape(1, -1)), image)
+    cv2.multiply(image, 1 / np.float64(np.array(STD).reshape(1, -1)), image)
+    sample["image"] = image
+    return sample
+
+
+def baseline_to_tensor(sample: dict) -> dict:
+    sample["image"] = torch.from_numpy(sample["image"].transpose((2, 0, 1)).astype(np.float32))
+    sample["seg_target"] = torch.from_numpy(sample["seg_target"].astype(np.float32))
+    return sample
+
+
+def baseline_padding(sample: dict) -> dict:
+    height, width = sample["image"].shape[1:]
+    top, left = (CROP - height) // 2, (CROP - width) // 2
+    pad = (left, CROP - width - left, top, CROP - height - top)
+    sample["image"] = F.pad(sample["image"], pad, value=0)
+    sample["seg_target"] = F.pad(sample["seg_target"], pad, value=-100)
+    return sample
+
+
+BASELINE_STAGES = [baseline_resize, baseline_random_crop, baseline_random_flip, baseline_photometric,
+                   baseline_normalize, baseline_to_tensor, baseline_padding]
+
+
+# --------------------------------------------------------------------------- timing
+def _segkit_dataset(root: Path, ids: list[str]):
+    from segkit.data.datasets import BaseDataset
+
+    return BaseDataset(rootdir=str(root), image_dir="images", ann_dir="annotations", imageids=ids,
+                       num_classes=NUM_CLASSES, clsid2label=ADE_REMAP, data_pipelines=SEGKIT_PIPELINE)
+
+
+def _time_interleaved(first: Callable[[int], object], second: Callable[[int], object], count: int) -> tuple:
+    """Seconds ``first`` and ``second`` take over images ``0..count-1``, run image by image in turn (the one that
+    goes first alternates), so that load from other processes falls on both alike."""
+    totals = [0.0, 0.0]
+    for index in range(count):
+        order = [(0, first), (1, second)] if index % 2 == 0 else [(1, second), (0, first)]
+        for slot, fn in order:
+            t0 = time.perf_counter()
+            fn(index)
+            totals[slot] += time.perf_counter() - t0
+    return tuple(totals)
+
+
+def _stage_ms(read: Callable[[int], dict], stages: list[tuple[str, Callable]], count: int) -> dict[str, float]:
+    """Mean milliseconds per image of reading and of each stage."""
+    totals = dict.fromkeys(["read", *(name for name, _ in stages)], 0.0)
+    for index in range(count):
+        t0 = time.perf_counter()
+        sample = read(index)
+        totals["read"] += time.perf_counter() - t0
+        for name, stage in stages:
+            t0 = time.perf_counter()
+            sample = stage(sample)
+            totals[name] += time.perf_counter() - t0
+    return {name: round(1e3 * total / count, 3) for name, total in totals.items()}
+
+
+def run(num_images: int = 16, repeats: int = 7) -> dict:
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        ids = write_ade_like(root, num_images)
+        dataset = _segkit_dataset(root, ids)
+        np.random.seed(0)
+
+        def baseline(index: int) -> dict:
+            sample = baseline_read(root, ids[index])
+            for stage in BASELINE_STAGES:
+                sample = stage(sample)
+            return sample
+
+        for index in range(2):  # warm-up
+            dataset[index], baseline(index)
+        segkit_s, baseline_s = [], []
+        for repeat in range(repeats):
+            dataset.set_epoch(repeat)
+            seconds = _time_interleaved(dataset.__getitem__, baseline, num_images)
+            segkit_s.append(round(seconds[0], 4))
+            baseline_s.append(round(seconds[1], 4))
+        rng = np.random.default_rng(0)
+        segkit_stages = _stage_ms(
+            lambda i: dataset.read(ids[i]),
+            [(type(t).__name__, lambda s, t=t: t(s, rng)) for t in dataset.pipeline.transforms], num_images)
+        baseline_stages = _stage_ms(lambda i: baseline_read(root, ids[i]),
+                                    [(f.__name__.removeprefix("baseline_"), f) for f in BASELINE_STAGES], num_images)
+    segkit_rate = num_images / statistics.median(segkit_s)
+    baseline_rate = num_images / statistics.median(baseline_s)
+    ratios = sorted(b / s for s, b in zip(segkit_s, baseline_s, strict=True))
+    return {
+        "benchmark": "data_pipeline",
+        "pipeline": "ADE20k train: Resize(2048,512,x0.5-2) RandomCrop 512 RandomFlip PMD Normalize ToTensor Padding",
+        "images": f"{num_images} generated 640x480 JPEG + PNG (ADE-style, 0 = void)",
+        "threads": {"torch": torch.get_num_threads(), "cv2": cv2.getNumThreads()},
+        "segkit_s": segkit_s,
+        "baseline_s": baseline_s,
+        "segkit_ms_per_stage": segkit_stages,
+        "baseline_ms_per_stage": baseline_stages,
+        "summary": {
+            "segkit_images_per_s_per_core": round(segkit_rate, 2),
+            "baseline_images_per_s_per_core": round(baseline_rate, 2),
+            "speedup": round(segkit_rate / baseline_rate, 2),
+            "speedup_range_over_repeats": [round(ratios[0], 2), round(ratios[-1], 2)],
+        },
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=2))
