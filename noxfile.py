@@ -31,7 +31,7 @@ def quickstart(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The default test suite (CPU, under 15 minutes on 2 cores)."""
     session.install("-e", ".[dev]")
-    session.run("pytest", "-q", *session.posargs)
+    session.run("pytest", "-q", "-n", "2", *session.posargs)
 
 
 @nox.session(python=PY)

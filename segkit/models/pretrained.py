@@ -89,12 +89,14 @@ def load_pretrained(
     path: str | None,
     key_map: KeyMap | None = None,
     ignore_prefixes: tuple[str, ...] = (),
+    convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
 ) -> LoadReport:
     """Load weights into ``module`` from ``path`` (preferred when given) or ``url``; return a :class:`LoadReport`.
 
     ``key_map`` renames checkpoint keys: a mapping of prefix -> prefix, or a function returning the new key (``None``
     drops the key). Checkpoint keys starting with one of ``ignore_prefixes`` (a classifier ``fc.``) are dropped
-    silently.
+    silently. ``convert`` then turns the whole state dict into ``module``'s names and shapes (another codebase's
+    layout, resized position embeddings) before keys are matched and reported.
     """
     if not path and not url:
         raise CheckpointError("load_pretrained needs a url or a path")
@@ -106,7 +108,30 @@ def load_pretrained(
     checkpoint = _read_file(path) if path else _fetch_url(url or "")
     state_dict = _rename(_unwrap(checkpoint, source), key_map)
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith(ignore_prefixes)}
-    return _load_into(module, state_dict, source)
+    if convert is not None:
+        state_dict = convert(state_dict)
+    return load_state_dict_reported(module, state_dict, source)
+
+
+def load_published_weights(module: nn.Module, *, urls: Mapping[str, str], structure_type: str | None,
+                           pretrained_model_path: str = "", family: str | None = None, **load_kwargs) -> LoadReport:
+    """Load ``pretrained_model_path`` or, without it, the published weights ``urls[structure_type]`` into a
+    backbone (SSSegmentation's ``pretrained``/``pretrained_model_path`` contract). ``load_kwargs`` go to
+    :func:`load_pretrained` (``key_map``, ``ignore_prefixes``, ``convert``). A missing file or a structure type
+    without published weights is an error naming the recipe key."""
+    from .layers import ArgumentError
+
+    if pretrained_model_path:
+        if not os.path.isfile(pretrained_model_path):
+            raise ArgumentError("pretrained_model_path", f"no such file: {pretrained_model_path}")
+        return load_pretrained(module, url=None, path=pretrained_model_path, **load_kwargs)
+    url = urls.get(structure_type or "")
+    if url is None:
+        available = ", ".join(sorted(urls)) or "none are published"
+        raise ArgumentError("pretrained", f"no published {family or type(module).__name__} weights for "
+                            f"structure_type {structure_type!r} (available: {available}); set pretrained = false "
+                            "or give pretrained_model_path")
+    return load_pretrained(module, url=url, path=None, **load_kwargs)
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -219,7 +244,8 @@ def _rename_prefix(key: str, prefixes: Mapping[str, str]) -> str:
     return key
 
 
-def _load_into(module: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> LoadReport:
+def load_state_dict_reported(module: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> LoadReport:
+    """Non-strict load; keys missing, unexpected or of another shape (skipped) are returned and logged."""
     own = module.state_dict()
     mismatched = sorted(k for k, v in state_dict.items() if k in own and own[k].shape != v.shape)
     fitting = {k: v for k, v in state_dict.items() if k not in mismatched}

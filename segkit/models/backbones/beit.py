@@ -20,7 +20,7 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import build_norm
-from ..pretrained import LoadReport
+from ..pretrained import LoadReport, load_pretrained
 from .base import Backbone
 from .vit import (
     FFN,
@@ -29,7 +29,6 @@ from .vit import (
     PatchEmbed,
     check_structure,
     drop_path_rates,
-    load_converted,
     official_url,
     rename_official_key,
     resize_pos_embed,
@@ -235,7 +234,7 @@ class BEiT(Backbone):
     def load_official_weights(self, pretrained_model_path: str = "") -> LoadReport:
         """Load ``pretrained_model_path`` or the official weights of ``structure_type`` (converted, resized)."""
         url = official_url(self.structure_type, self.urls, pretrained_model_path)
-        return load_converted(self, url=url, path=pretrained_model_path or None, convert=self.convert_official)
+        return load_pretrained(self, url=url, path=pretrained_model_path or None, convert=self.convert_official)
 
     def convert_official(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """An official release's state dict -> this layout, relative position tables resized to the window."""

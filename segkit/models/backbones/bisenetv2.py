@@ -20,8 +20,9 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ArgumentError, build_act, build_norm
+from ..pretrained import load_published_weights
 from .base import Backbone
-from .fastscnn import DepthwiseSeparableConv2d, conv_norm_act, load_backbone_weights, positions_by_stride
+from .fastscnn import DepthwiseSeparableConv2d, conv_norm_act, positions_by_stride
 
 PRETRAINED_URLS: dict[str, str] = {}
 """SSSegmentation publishes no BiSeNetV2 weights (``DEFAULT_MODEL_URLS`` is empty)."""
@@ -194,7 +195,7 @@ class BiSeNetV2(Backbone):
         self.output_positions = positions_by_stride(candidates, out_indices)
         self.feature_info = [candidates[i] for i in self.output_positions]
         if pretrained:
-            load_backbone_weights(self, PRETRAINED_URLS, structure_type, pretrained_model_path)
+            load_published_weights(self, urls=PRETRAINED_URLS, structure_type=structure_type, pretrained_model_path=pretrained_model_path)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         semantic = self.semantic(x)

@@ -17,8 +17,9 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import DEFAULT_NORM_CFG, ArgumentError, build_norm
+from ..pretrained import load_published_weights
 from .base import Backbone
-from .fastscnn import conv_norm_act, load_backbone_weights
+from .fastscnn import conv_norm_act
 
 PRETRAINED_URLS: dict[str, str] = {}
 """SSSegmentation publishes no CGNet backbone weights (``DEFAULT_MODEL_URLS`` is empty)."""
@@ -138,7 +139,7 @@ class CGNet(Backbone):
                              {"num_chs": channels1, "reduction": 4, "module": "norm_prelu_1"},
                              {"num_chs": channels2, "reduction": 8, "module": "norm_prelu_2"}]
         if pretrained:
-            load_backbone_weights(self, PRETRAINED_URLS, structure_type, pretrained_model_path)
+            load_published_weights(self, urls=PRETRAINED_URLS, structure_type=structure_type, pretrained_model_path=pretrained_model_path)
 
     @staticmethod
     def _level(in_channels: int, out_channels: int, num_blocks: int, dilation: int, reduction: int,

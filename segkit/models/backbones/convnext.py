@@ -19,6 +19,7 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import ArgumentError, LayerNorm2d
+from ..pretrained import load_published_weights
 from .base import Backbone
 from .timm_adapter import (
     StateDict,
@@ -26,7 +27,6 @@ from .timm_adapter import (
     feature,
     fit_singleton_dims,
     layer_norm_eps,
-    load_weights,
     rename_keys,
     resolve_structure,
     select_out_indices,
@@ -161,6 +161,6 @@ class ConvNeXt(ConvNeXtFeatures):
         )
         self.structure_type = structure_type
         if pretrained:
-            load_weights(self, family="ConvNeXt", structure_type=structure_type, urls=PRETRAINED_URLS,
+            load_published_weights(self, family="ConvNeXt", structure_type=structure_type, urls=PRETRAINED_URLS,
                          pretrained_model_path=pretrained_model_path,
                          convert=lambda sd: fit_singleton_dims(convert_mmcls_convnext(sd), self))

@@ -20,12 +20,12 @@ from typing import Literal
 
 from ...registry import BACKBONES
 from ..layers import ArgumentError
+from ..pretrained import load_published_weights
 from .convnext import ConvNeXtFeatures
 from .timm_adapter import (
     StateDict,
     fit_singleton_dims,
     layer_norm_eps,
-    load_weights,
     rename_keys,
     resolve_structure,
 )
@@ -124,6 +124,6 @@ class ConvNeXtV2(ConvNeXtFeatures):
         )
         self.structure_type = structure_type
         if pretrained:
-            load_weights(self, family="ConvNeXtV2", structure_type=structure_type, urls=PRETRAINED_URLS,
+            load_published_weights(self, family="ConvNeXtV2", structure_type=structure_type, urls=PRETRAINED_URLS,
                          pretrained_model_path=pretrained_model_path,
                          convert=lambda sd: fit_singleton_dims(convert_official_convnextv2(sd), self))

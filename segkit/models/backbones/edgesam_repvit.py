@@ -17,10 +17,10 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import LayerNorm2d
-from ..pretrained import LoadReport
+from ..pretrained import LoadReport, load_pretrained
 from .base import Backbone
 from .mobilesam_tinyvit import NECK_CHANNELS, Conv2dBN
-from .vit import check_structure, load_converted, official_url
+from .vit import check_structure, official_url
 
 _EDGESAM = "https://huggingface.co/spaces/chongzhou/EdgeSAM/resolve/main/weights/"
 PRETRAINED_URLS: dict[str, str] = {"edge_sam": _EDGESAM + "edge_sam.pth", "edge_sam_3x": _EDGESAM + "edge_sam_3x.pth"}
@@ -139,7 +139,7 @@ class EdgeSAMRepViT(Backbone):
     def load_official_weights(self, pretrained_model_path: str = "") -> LoadReport:
         """Load the encoder of ``pretrained_model_path`` or of the official EdgeSAM checkpoint."""
         url = official_url(self.structure_type, PRETRAINED_URLS, pretrained_model_path)
-        return load_converted(self, url=url, path=pretrained_model_path or None, convert=convert_edgesam_checkpoint)
+        return load_pretrained(self, url=url, path=pretrained_model_path or None, convert=convert_edgesam_checkpoint)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         stages = []

@@ -19,9 +19,9 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import DEFAULT_NORM_CFG, ArgumentError, build_act, build_norm
+from ..pretrained import load_published_weights
 from .base import Backbone
 from .cgnet import PRELU_ACT_CFG
-from .fastscnn import load_backbone_weights
 
 PRETRAINED_URLS: dict[str, str] = {}
 """SSSegmentation publishes no ERFNet backbone weights (``DEFAULT_MODEL_URLS`` is empty)."""
@@ -143,7 +143,7 @@ class ERFNet(Backbone):
         reduction = 2 ** num_down // 2 ** len(dec_non_bottleneck_channels)
         self.feature_info = [{"num_chs": channels, "reduction": reduction, "module": f"decoder.{len(self.decoder) - 1}"}]
         if pretrained:
-            load_backbone_weights(self, PRETRAINED_URLS, structure_type, pretrained_model_path)
+            load_published_weights(self, urls=PRETRAINED_URLS, structure_type=structure_type, pretrained_model_path=pretrained_model_path)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         for block in self.encoder:

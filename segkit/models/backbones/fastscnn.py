@@ -16,16 +16,13 @@ non-decreasing stride, so they come as (higher, fused, lower). SSSegmentation's 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ArgumentError, build_act, build_norm
-from ..pretrained import LoadReport, load_pretrained
+from ..pretrained import load_published_weights
 from .base import Backbone
 
 PRETRAINED_URLS: dict[str, str] = {}
@@ -33,23 +30,6 @@ PRETRAINED_URLS: dict[str, str] = {}
 
 
 # ----------------------------------------------------------------------------------------------- shared
-
-
-def load_backbone_weights(module: nn.Module, urls: Mapping[str, str], structure_type: str | None,
-                          pretrained_model_path: str = "", **load_kwargs) -> LoadReport:
-    """Load ``pretrained_model_path`` or, without it, ``urls[structure_type]`` into ``module`` (SSSegmentation's
-    ``loadpretrainedweights``); a missing file or an unknown structure type is an :class:`ArgumentError`."""
-    if pretrained_model_path:
-        if not os.path.isfile(pretrained_model_path):
-            raise ArgumentError("pretrained_model_path", f"no such file: {pretrained_model_path}")
-        return load_pretrained(module, url=None, path=pretrained_model_path, **load_kwargs)
-    url = urls.get(structure_type or "")
-    if url is None:
-        available = ", ".join(sorted(urls)) or "none are published"
-        raise ArgumentError("pretrained", f"no official {type(module).__name__} weights for structure_type "
-                            f"{structure_type!r} (available: {available}); set pretrained = false or give "
-                            "pretrained_model_path")
-    return load_pretrained(module, url=url, path=None, **load_kwargs)
 
 
 def positions_by_stride(candidates: list[dict], out_indices: tuple[int, ...]) -> list[int]:
@@ -245,7 +225,7 @@ class FastSCNN(Backbone):
         self.output_positions = positions_by_stride(candidates, out_indices)
         self.feature_info = [candidates[i] for i in self.output_positions]
         if pretrained:
-            load_backbone_weights(self, PRETRAINED_URLS, structure_type, pretrained_model_path)
+            load_published_weights(self, urls=PRETRAINED_URLS, structure_type=structure_type, pretrained_model_path=pretrained_model_path)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         higher = self.learning_to_downsample(x)

@@ -17,9 +17,9 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import ArgumentError
-from ..pretrained import LoadReport
+from ..pretrained import LoadReport, load_pretrained
 from .base import Backbone
-from .vit import check_structure, load_converted, official_url
+from .vit import check_structure, official_url
 
 _SAM2 = "https://dl.fbaipublicfiles.com/segment_anything_2/"
 PRETRAINED_URLS: dict[str, str] = {
@@ -117,7 +117,7 @@ class Hiera(HieraDet, Backbone):
     def load_official_weights(self, pretrained_model_path: str = "") -> LoadReport:
         """Load the trunk of ``pretrained_model_path`` or of the official SAM 2 checkpoint of ``structure_type``."""
         url = official_url(self.structure_type, PRETRAINED_URLS, pretrained_model_path)
-        return load_converted(self, url=url, path=pretrained_model_path or None,
+        return load_pretrained(self, url=url, path=pretrained_model_path or None,
                               convert=lambda sd: convert_sam2_checkpoint(sd, "image_encoder.trunk."))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -238,7 +238,7 @@ class HieraWithFPN(Backbone):
     def load_official_weights(self, pretrained_model_path: str = "") -> LoadReport:
         """Load ``image_encoder.{trunk,neck}`` of ``pretrained_model_path`` or of the official SAM 2 checkpoint."""
         url = official_url(self.trunk.structure_type, PRETRAINED_URLS, pretrained_model_path)
-        return load_converted(self, url=url, path=pretrained_model_path or None,
+        return load_pretrained(self, url=url, path=pretrained_model_path or None,
                               convert=lambda sd: convert_sam2_checkpoint(sd, "image_encoder."))
 
     def forward_with_pos(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -24,8 +24,9 @@ from torch.utils.checkpoint import checkpoint
 
 from ...registry import BACKBONES
 from ..layers import DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, build_act, build_norm, validate_norm_cfg
+from ..pretrained import load_published_weights
 from .base import Backbone
-from .timm_adapter import StateDict, feature, load_weights, rename_keys, replace_modules, resolve_structure
+from .timm_adapter import StateDict, feature, rename_keys, replace_modules, resolve_structure
 
 HRNetArch = Literal["hrnetv2_w18_small", "hrnetv2_w18", "hrnetv2_w32", "hrnetv2_w40", "hrnetv2_w48"]
 
@@ -91,7 +92,7 @@ class HRNet(Backbone):
         channels = sum(branches) if multiscale_output else branches[0]
         self.feature_info = [feature(channels, 4, "stage4")]
         if pretrained:
-            load_weights(self, family="HRNet", structure_type=structure_type, urls=PRETRAINED_URLS,
+            load_published_weights(self, family="HRNet", structure_type=structure_type, urls=PRETRAINED_URLS,
                          pretrained_model_path=pretrained_model_path, convert=convert_official_hrnet)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

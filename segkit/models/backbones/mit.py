@@ -29,9 +29,8 @@ from torch.utils.checkpoint import checkpoint
 from ...errors import CheckpointError
 from ...registry import BACKBONES
 from ..layers import ArgumentError, build_act, build_norm
-from ..pretrained import LoadReport
+from ..pretrained import LoadReport, load_published_weights
 from .base import Backbone
-from .fastscnn import load_backbone_weights
 
 PRETRAINED_URLS: dict[str, str] = {
     f"mit-b{i}": f"https://github.com/SegmentationBLWX/modelstore/releases/download/ssseg_segformer/mit_b{i}.pth"
@@ -320,7 +319,7 @@ class MixVisionTransformer(Backbone):
     def load_official_weights(self, pretrained_model_path: str = "") -> LoadReport:
         """Load ``pretrained_model_path`` or the official weights of ``structure_type`` (official or mmseg keys)."""
         try:
-            return load_backbone_weights(self, PRETRAINED_URLS, self.structure_type, pretrained_model_path)
+            return load_published_weights(self, urls=PRETRAINED_URLS, structure_type=self.structure_type, pretrained_model_path=pretrained_model_path)
         except RuntimeError as exc:  # shapes that do not fit after the official keys were converted
             raise CheckpointError(f"the MiT weights do not fit this architecture: {exc}") from exc
 

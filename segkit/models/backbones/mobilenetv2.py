@@ -23,13 +23,13 @@ from timm.models.efficientnet import EfficientNet
 
 from ...registry import BACKBONES
 from ..layers import ArgumentError
+from ..pretrained import load_published_weights
 from .base import Backbone
 from .timm_adapter import (
     StateDict,
     act_factory,
     batch_norm_layer,
     feature,
-    load_weights,
     rename_keys,
     resolve_structure,
     select_out_indices,
@@ -118,7 +118,7 @@ class MobileNetV2(Backbone):
         widths = [round_channels(channels, arch["widen_factor"]) for _, channels, _ in ARCH]
         self.feature_info = [feature(widths[i], reductions[i], f"blocks.{i}") for i in self.out_indices]
         if pretrained:
-            load_weights(self, family="MobileNetV2", structure_type=structure_type, urls=PRETRAINED_URLS,
+            load_published_weights(self, family="MobileNetV2", structure_type=structure_type, urls=PRETRAINED_URLS,
                          pretrained_model_path=pretrained_model_path, convert=convert_mmcls_mobilenetv2)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

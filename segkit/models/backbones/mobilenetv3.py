@@ -31,12 +31,12 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import ArgumentError, build_act
+from ..pretrained import load_published_weights
 from .base import Backbone
 from .timm_adapter import (
     StateDict,
     batch_norm_layer,
     feature,
-    load_weights,
     rename_keys,
     resolve_structure,
     select_out_indices,
@@ -173,7 +173,7 @@ class MobileNetV3(Backbone):
             reductions.append(reductions[-1] * stride)
         self.feature_info = [feature(channels[i], reductions[i], f"layer{i}") for i in self.out_indices]
         if pretrained:
-            load_weights(self, family="MobileNetV3", structure_type=structure_type, urls=PRETRAINED_URLS,
+            load_published_weights(self, family="MobileNetV3", structure_type=structure_type, urls=PRETRAINED_URLS,
                          pretrained_model_path=pretrained_model_path,
                          convert=lambda sd: convert_mmseg_mobilenetv3(sd, arch_type))
 

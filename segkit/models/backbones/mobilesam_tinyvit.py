@@ -17,9 +17,9 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import ArgumentError, LayerNorm2d
-from ..pretrained import LoadReport
+from ..pretrained import LoadReport, load_pretrained
 from .base import Backbone
-from .vit import check_structure, drop_path_rates, load_converted, official_url, run_layer
+from .vit import check_structure, drop_path_rates, official_url, run_layer
 
 _STORE = "https://github.com/SegmentationBLWX/modelstore/releases/download/ssseg_mobilesam/"
 PRETRAINED_URLS: dict[str, str] = {name: f"{_STORE}{name}.pth" for name in (
@@ -231,7 +231,7 @@ class MobileSAMTinyViT(Backbone):
     def load_official_weights(self, pretrained_model_path: str = "") -> LoadReport:
         """Load ``pretrained_model_path`` (a TinyViT or MobileSAM checkpoint) or the weights of ``structure_type``."""
         url = official_url(self.structure_type, PRETRAINED_URLS, pretrained_model_path)
-        return load_converted(self, url=url, path=pretrained_model_path or None, convert=self.convert_checkpoint)
+        return load_pretrained(self, url=url, path=pretrained_model_path or None, convert=self.convert_checkpoint)
 
     def convert_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Keep a MobileSAM checkpoint's ``image_encoder.*``; drop TinyViT's classifier (``head``, ``norm_head``);

@@ -19,13 +19,13 @@ import timm
 import torch
 
 from ...registry import BACKBONES
+from ..pretrained import load_published_weights
 from .base import Backbone
 from .timm_adapter import (
     StateDict,
     act_factory,
     batch_norm_layer,
     feature,
-    load_weights,
     rename_keys,
     resolve_structure,
     select_out_indices,
@@ -125,5 +125,5 @@ class MobileViT(MobileViTFeatures):
                          num_features=last_exp_factor * last_channels)
         self.structure_type, self.arch = structure_type, arch
         if pretrained:
-            load_weights(self, family="MobileViT", structure_type=structure_type, urls=PRETRAINED_URLS,
+            load_published_weights(self, family="MobileViT", structure_type=structure_type, urls=PRETRAINED_URLS,
                          pretrained_model_path=pretrained_model_path, convert=convert_mmcls_mobilevit)

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Literal
 
 from ...registry import BACKBONES
+from ..pretrained import load_published_weights
 from .mobilevit import MobileViTFeatures
-from .timm_adapter import StateDict, load_weights, rename_keys, resolve_structure
+from .timm_adapter import StateDict, rename_keys, resolve_structure
 
 MobileViTV2Arch = Literal["mobilevitv2_050", "mobilevitv2_075", "mobilevitv2_100", "mobilevitv2_125",
                           "mobilevitv2_150", "mobilevitv2_175", "mobilevitv2_200"]
@@ -68,5 +69,5 @@ class MobileViTV2(MobileViTFeatures):
                          act_cfg=act_cfg, family="MobileViTV2")
         self.structure_type, self.arch = structure_type, arch
         if pretrained:
-            load_weights(self, family="MobileViTV2", structure_type=structure_type, urls=PRETRAINED_URLS,
+            load_published_weights(self, family="MobileViTV2", structure_type=structure_type, urls=PRETRAINED_URLS,
                          pretrained_model_path=pretrained_model_path, convert=convert_timm_mobilevitv2)

@@ -24,13 +24,13 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ArgumentError
+from ..pretrained import load_published_weights
 from .base import Backbone
 from .timm_adapter import (
     StateDict,
     act_factory,
     batch_norm_layer,
     feature,
-    load_weights,
     rename_keys,
     resolve_structure,
     run_maybe_checkpointed,
@@ -128,7 +128,7 @@ class ResNeSt(Backbone):
             if index in self.out_indices:
                 self.feature_info.append(feature(base_channels * 2**index * 4, reduction, f"layer{index + 1}"))
         if pretrained:
-            load_weights(self, family="ResNeSt", structure_type=structure_type, urls=PRETRAINED_URLS,
+            load_published_weights(self, family="ResNeSt", structure_type=structure_type, urls=PRETRAINED_URLS,
                          pretrained_model_path=pretrained_model_path, convert=convert_mmseg_resnest)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -18,9 +18,9 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import build_act, build_norm
-from ..pretrained import LoadReport
+from ..pretrained import LoadReport, load_pretrained
 from .base import Backbone
-from .vit import GELU_CFG, LN_CFG, check_structure, load_converted, official_url
+from .vit import GELU_CFG, LN_CFG, check_structure, official_url
 
 PRETRAINED_URLS: dict[str, str] = {
     "sam_vit_b": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
@@ -106,7 +106,7 @@ class SAMViT(VisionTransformerSAM, Backbone):
     def load_official_weights(self, pretrained_model_path: str = "") -> LoadReport:
         """Load the encoder of ``pretrained_model_path`` or of the official SAM checkpoint of ``structure_type``."""
         url = official_url(self.structure_type, PRETRAINED_URLS, pretrained_model_path)
-        return load_converted(self, url=url, path=pretrained_model_path or None, convert=self.convert_checkpoint)
+        return load_pretrained(self, url=url, path=pretrained_model_path or None, convert=self.convert_checkpoint)
 
     def convert_checkpoint(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A SAM or timm checkpoint -> this layout, position embedding and relative tables resized to this model."""

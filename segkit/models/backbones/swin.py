@@ -26,11 +26,11 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import ArgumentError, build_act, build_norm
+from ..pretrained import load_published_weights
 from .base import Backbone
 from .timm_adapter import (
     StateDict,
     feature,
-    load_weights,
     norm_factory,
     rename_keys,
     require_layer_norm,
@@ -187,7 +187,7 @@ class SwinTransformer(Backbone):
             self.add_module(f"norm{index}", build_norm(norm_cfg, channels[index]))
         self.feature_info = [feature(channels[i], self.patch_size * 2**i, f"norm{i}") for i in self.out_indices]
         if pretrained:
-            load_weights(self, family="SwinTransformer", structure_type=structure_type, urls=PRETRAINED_URLS,
+            load_published_weights(self, family="SwinTransformer", structure_type=structure_type, urls=PRETRAINED_URLS,
                          pretrained_model_path=pretrained_model_path,
                          convert=lambda sd: resize_relative_position_tables(convert_official_swin(sd), self))
 

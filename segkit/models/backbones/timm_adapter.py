@@ -9,8 +9,8 @@ into timm's names. This module holds the pieces they have in common:
 * :func:`resolve_structure`: ``structure_type`` implies architecture arguments; explicit ones must agree;
 * :func:`act_factory`, :func:`norm_factory`, :func:`batch_norm_layer`, :func:`require_layer_norm`: recipe ``act_cfg`` /
   ``norm_cfg`` tables in the form timm's constructors take;
-* :func:`load_weights`: reads a checkpoint through :func:`~segkit.models.pretrained.load_pretrained` (torch.hub cache,
-  fast offline failure), converts the whole state dict (key renames and reshapes), loads it non-strictly and reports;
+* loading goes through :func:`~segkit.models.pretrained.load_published_weights` with a ``convert`` function
+  (key renames and reshapes) per backbone;
 * :func:`rename_keys`, :func:`select_out_indices`, :func:`replace_modules`, :func:`run_maybe_checkpointed`.
 """
 
@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -30,7 +28,6 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import ArgumentError, build_act, build_norm, validate_act_cfg, validate_norm_cfg
-from ..pretrained import LoadReport, load_pretrained
 
 logger = logging.getLogger("segkit.models")
 
@@ -228,56 +225,3 @@ def strip_prefix(state_dict: StateDict, prefix: str = "backbone.") -> StateDict:
     return {key[len(prefix):] if key.startswith(prefix) else key: value for key, value in state_dict.items()}
 
 
-class _StateDictCapture(nn.Module):
-    """Receives the state dict :func:`load_pretrained` read, so it can be converted before the real load."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.captured: StateDict = {}
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict:  # no own keys: nothing is reported as mismatched
-        return {}
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
-        self.captured = dict(state_dict)
-        return SimpleNamespace(missing_keys=[], unexpected_keys=[])
-
-
-def load_weights(module: nn.Module, *, family: str, structure_type: str | None, urls: Mapping[str, str],
-                 pretrained_model_path: str = "", convert: Converter | None = None) -> LoadReport:
-    """Load ``pretrained_model_path`` or, without it, the published weights of ``structure_type`` into ``module``.
-
-    The file is read by :func:`load_pretrained` (``state_dict``/``model`` unwrapped, ``module.`` stripped; a URL through
-    torch.hub's cache, failing fast offline), then ``convert`` turns the whole state dict into ``module``'s names and
-    shapes. Keys that do not fit are reported (returned and logged), as :func:`load_pretrained` does.
-    """
-    if pretrained_model_path and not os.path.isfile(pretrained_model_path):
-        raise ArgumentError("pretrained_model_path", f"no such file: {pretrained_model_path}")
-    url = None
-    if not pretrained_model_path:
-        url = urls.get(structure_type or "")
-        if url is None:
-            raise ArgumentError("pretrained", f"no published {family} weights for structure_type "
-                                f"{structure_type!r} (available: {', '.join(urls)}); set pretrained = false or give "
-                                "pretrained_model_path")
-    capture = _StateDictCapture()
-    report = load_pretrained(capture, url=url, path=pretrained_model_path or None)
-    if report.skipped:
-        return report
-    state_dict = convert(capture.captured) if convert is not None else capture.captured
-    return load_state_dict_reported(module, state_dict, report.source)
-
-
-def load_state_dict_reported(module: nn.Module, state_dict: StateDict, source: str) -> LoadReport:
-    """Non-strict load; keys missing, unexpected or of another shape (skipped) are returned and logged."""
-    own = module.state_dict()
-    mismatched = sorted(k for k, v in state_dict.items() if k in own and own[k].shape != v.shape)
-    result = module.load_state_dict({k: v for k, v in state_dict.items() if k not in mismatched}, strict=False)
-    report = LoadReport(source=source, missing_keys=sorted(set(result.missing_keys) | set(mismatched)),
-                        unexpected_keys=sorted(result.unexpected_keys), mismatched_keys=mismatched)
-    if report.ok:
-        logger.info("loaded pretrained weights from %s", source)
-    else:
-        logger.warning("pretrained weights from %s: missing keys %s; unexpected keys %s; other shapes %s", source,
-                       report.missing_keys[:20], report.unexpected_keys[:20], report.mismatched_keys[:20])
-    return report

@@ -24,11 +24,11 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import ArgumentError, build_act, build_norm
+from ..pretrained import load_published_weights
 from .base import Backbone
 from .timm_adapter import (
     StateDict,
     feature,
-    load_weights,
     norm_factory,
     rename_keys,
     require_layer_norm,
@@ -156,7 +156,7 @@ class TwinsFeatures(Backbone):
         return outputs
 
     def load(self, structure_type: str | None, pretrained_model_path: str) -> None:
-        load_weights(self, family=type(self).__name__, structure_type=structure_type, urls=PRETRAINED_URLS,
+        load_published_weights(self, family=type(self).__name__, structure_type=structure_type, urls=PRETRAINED_URLS,
                      pretrained_model_path=pretrained_model_path, convert=convert_official_twins)
 
 

@@ -21,8 +21,9 @@ from torch import nn
 
 from ...registry import BACKBONES
 from ..layers import DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ArgumentError, build_act, build_norm
+from ..pretrained import load_published_weights
 from .base import Backbone
-from .fastscnn import conv_norm_act, load_backbone_weights
+from .fastscnn import conv_norm_act
 
 PRETRAINED_URLS: dict[str, str] = {}
 """SSSegmentation publishes no UNet backbone weights (``DEFAULT_MODEL_URLS`` is empty)."""
@@ -146,7 +147,7 @@ class UNet(Backbone):
                               "module": f"decoder.{i}" if i < num_stages - 1 else f"encoder.{i}"}
                              for i in range(num_stages)]
         if pretrained:
-            load_backbone_weights(self, PRETRAINED_URLS, structure_type, pretrained_model_path)
+            load_published_weights(self, urls=PRETRAINED_URLS, structure_type=structure_type, pretrained_model_path=pretrained_model_path)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         height, width = x.shape[-2:]

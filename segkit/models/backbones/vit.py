@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Literal
 
 import torch
@@ -22,7 +22,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ...registry import BACKBONES
 from ..layers import ArgumentError, build_act, build_norm
-from ..pretrained import LoadReport, loading_skipped
+from ..pretrained import LoadReport, load_pretrained
 from .base import Backbone
 
 LN_CFG: dict = {"type": "LayerNorm", "eps": 1e-6}
@@ -73,20 +73,6 @@ def official_url(structure_type: str | None, urls: dict[str, str], pretrained_mo
         raise ArgumentError("pretrained", f"no official weights for structure_type {structure_type!r} (available: "
                             f"{', '.join(sorted(urls))}); set pretrained = false or give pretrained_model_path")
     return urls[structure_type]
-
-
-def load_converted(module: nn.Module, *, url: str | None, path: str | None,
-                   convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]) -> LoadReport:
-    """Like :func:`~segkit.models.pretrained.load_pretrained`, with a whole-state-dict ``convert`` step (renaming
-    *and* resizing tensors such as position embeddings) before the keys are matched and the report is made."""
-    # TODO(lead): load_pretrained(convert=...) would make these private helpers unnecessary.
-    from ..pretrained import _fetch_url, _load_into, _read_file, _unwrap
-
-    source = path or url or ""
-    if loading_skipped():
-        return LoadReport(source=source, skipped=True)
-    checkpoint_obj = _read_file(path) if path else _fetch_url(url or "")
-    return _load_into(module, convert(_unwrap(checkpoint_obj, source)), source)
 
 
 def drop_path_rates(rate: float, depth: int) -> list[float]:
@@ -330,7 +316,7 @@ class VisionTransformer(Backbone):
     def load_official_weights(self, pretrained_model_path: str = "") -> LoadReport:
         """Load ``pretrained_model_path`` or the official weights of ``structure_type`` (converted, resized)."""
         url = official_url(self.structure_type, PRETRAINED_URLS, pretrained_model_path)
-        return load_converted(self, url=url, path=pretrained_model_path or None, convert=self.convert_official)
+        return load_pretrained(self, url=url, path=pretrained_model_path or None, convert=self.convert_official)
 
     def convert_official(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """An official ViT state dict (timm/JAX layout) -> this layout, ``pos_embed`` resized to ``img_size``."""

@@ -87,7 +87,7 @@ def test_small_configuration_learns_a_fixed_target(name):
 
 @pytest.mark.parametrize("name", ["UNet", "CGNet", "ERFNet", "FastSCNN", "BiSeNetV1", "BiSeNetV2"])
 def test_pretrained_without_path_is_a_clear_error_as_no_weights_are_published(name, no_network):
-    with pytest.raises(ArgumentError, match="no official .* weights for structure_type None .*none are published") \
+    with pytest.raises(ArgumentError, match="no published .* weights for structure_type None .*none are published") \
             as info:
         BACKBONES.build({"type": name, **SMALL[name], "pretrained": True})
     assert info.value.argument == "pretrained"

@@ -24,7 +24,6 @@ from segkit.models.backbones.timm_adapter import (
     batch_norm_layer,
     fit_singleton_dims,
     layer_norm_eps,
-    load_state_dict_reported,
     rename_keys,
     replace_modules,
     resolve_structure,
@@ -32,7 +31,7 @@ from segkit.models.backbones.timm_adapter import (
     set_stride_and_dilation,
 )
 from segkit.models.layers import ArgumentError
-from segkit.models.pretrained import hub_cache_path
+from segkit.models.pretrained import hub_cache_path, load_state_dict_reported
 
 from ..helpers import BN, images
 
