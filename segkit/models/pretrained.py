@@ -154,11 +154,18 @@ def _fetch_url(url: str) -> object:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
+        # files named like resnet50-19c8e357.pth carry a sha256 prefix: torch.hub verifies it on download
+        named_hash = torch.hub.HASH_REGEX.search(os.path.basename(urlparse(url).path)) is not None
         return torch.hub.load_state_dict_from_url(
-            url, map_location="cpu", progress=_is_main_process(), check_hash=False, weights_only=True
+            url, map_location="cpu", progress=_is_main_process(), check_hash=named_hash, weights_only=True
         )
     except OSError as exc:  # URLError, HTTPError, timeouts
         raise DownloadError(_offline_message(url, cached, f"download failed: {exc}")) from exc
+    except RuntimeError as exc:
+        if "invalid hash value" in str(exc):  # torch.hub removed the file; nothing is left in the cache
+            raise DownloadError(f"{url}: the download does not match the checksum in its name ({exc}); "
+                                "nothing was kept, try again or place a verified copy at " + cached) from None
+        raise CheckpointError(f"cannot read the checkpoint downloaded from {url} ({cached}): {exc}") from exc
     except Exception as exc:  # downloaded, but not a readable weights-only checkpoint
         raise CheckpointError(f"cannot read the checkpoint downloaded from {url} ({cached}): {exc}") from exc
     finally:

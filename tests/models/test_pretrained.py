@@ -141,3 +141,33 @@ def test_skip_loading_touches_nothing(no_network, hub_dir):
     with skip_loading():
         report = load_pretrained(_net(), url=URL, path=None)
     assert isinstance(report, LoadReport) and report.skipped
+
+
+def _serve(directory):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_download_with_a_hash_in_its_name_is_verified(tmp_path, hub_dir):
+    import hashlib
+
+    torch.save(_net().state_dict(), tmp_path / "w.pth")
+    digest = hashlib.sha256((tmp_path / "w.pth").read_bytes()).hexdigest()
+    (tmp_path / f"good-{digest[:8]}.pth").write_bytes((tmp_path / "w.pth").read_bytes())
+    (tmp_path / "bad-deadbeef.pth").write_bytes((tmp_path / "w.pth").read_bytes())
+    server = _serve(tmp_path)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert load_pretrained(_net(), url=f"{base}/good-{digest[:8]}.pth", path=None).ok
+        with pytest.raises(DownloadError, match="checksum"):
+            load_pretrained(_net(), url=f"{base}/bad-deadbeef.pth", path=None)
+        assert not os.path.exists(hub_cache_path(f"{base}/bad-deadbeef.pth"))
+    finally:
+        server.shutdown()
