@@ -36,7 +36,7 @@ def plain_step(model, optimizer, images, targets, lr):
     return loss.detach()
 
 
-def run(repeats: int = 7, batch: int = 2, size: int = 128) -> dict:
+def run(repeats: int = 15, batch: int = 2, size: int = 128) -> dict:
     from segkit.engine.distributed import DistContext
     from segkit.engine.trainer import Trainer
     from segkit.recipe import load_recipe
