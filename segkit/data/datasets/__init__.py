@@ -1,6 +1,6 @@
 """Datasets, registered in ``DATASETS``; :func:`build_dataset` builds one from a recipe's ``dataset`` table."""
 
-from .base import BaseDataset, read_image, read_imageids, read_label_map, voc_palette
+from .base import BaseDataset, DatasetFamily, read_image, read_imageids, read_label_map, voc_palette
 from .build import build_dataset
 from .folder import FolderDataset
 from .synthetic import SyntheticDataset, write_synthetic_dataset
@@ -8,6 +8,7 @@ from .voc import VOCDataset
 
 __all__ = [
     "BaseDataset",
+    "DatasetFamily",
     "FolderDataset",
     "SyntheticDataset",
     "VOCDataset",

@@ -13,14 +13,11 @@ The id lists come with SSSegmentation's packaged archive; the official zip has n
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import Literal
-
-import numpy as np
+from typing import Any
 
 from ...registry import DATASETS
-from .base import BaseDataset
-from .voc import PASCAL_CONTEXT_PALETTE, VOID, imageids_or_listing, preparer_hint, void_to
+from .base import VOID, DatasetFamily
+from .voc import PASCAL_CONTEXT_PALETTE, imageids_or_listing
 
 ADE20K_SPLIT_DIRS = {"train": "training", "val": "validation", "test": "testing"}
 
@@ -84,45 +81,25 @@ ADE20K_PALETTE = [
 
 
 @DATASETS.register("ADE20kDataset")
-class ADE20kDataset(BaseDataset):
+class ADE20kDataset(DatasetFamily):
     """ADE20k SceneParsing: 150 classes; label 0 ("other") is void and 1..150 become 0..149."""
 
     num_classes = 150
     classnames = ADE20K_CLASSNAMES
     palette = ADE20K_PALETTE
     clsid2label = {0: VOID, **{i: i - 1 for i in range(1, 151)}}
+    sets = tuple(ADE20K_SPLIT_DIRS)
+    preparer = "ade20k"
 
-    def __init__(
-        self,
-        rootdir: str,
-        set: Literal["train", "val", "test"] = "train",  # noqa: A002  (SSSegmentation's name)
-        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
-        mode: Literal["TRAIN", "TEST"] = "TRAIN",
-        repeat_times: int = 1,
-        ignore_index: int = -100,
-        auto_correct_invalid_seg_target: bool = False,
-        seed: int = 0,
-    ) -> None:
-        self.prepare_hint = preparer_hint("ade20k")
-        split_dir = ADE20K_SPLIT_DIRS[set]
+    def layout(self) -> dict[str, Any]:
+        split_dir = ADE20K_SPLIT_DIRS[self.set]
         image_dir = os.path.join("ADEChallengeData2016", "images", split_dir)
-        super().__init__(
-            rootdir=rootdir,
-            set=set,
-            data_pipelines=data_pipelines,
-            mode=mode,
-            image_dir=image_dir,
-            ann_dir=os.path.join("ADEChallengeData2016", "annotations", split_dir),
-            image_ext=".jpg",
-            ann_ext=".png",
-            imageids=imageids_or_listing(
-                os.path.join(rootdir, "ADEChallengeData2016", f"{set}.txt"),
-                os.path.join(rootdir, image_dir),
+        return {
+            "image_dir": image_dir,
+            "ann_dir": os.path.join("ADEChallengeData2016", "annotations", split_dir),
+            "imageids": imageids_or_listing(
+                os.path.join(self.rootdir, "ADEChallengeData2016", f"{self.set}.txt"),
+                os.path.join(self.rootdir, image_dir),
                 ".jpg",
             ),
-            repeat_times=repeat_times,
-            ignore_index=ignore_index,
-            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
-            clsid2label=void_to(self.clsid2label, ignore_index),
-            seed=seed,
-        )
+        }

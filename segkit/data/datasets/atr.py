@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
-from typing import Literal
-
-import numpy as np
+from typing import Any
 
 from ...registry import DATASETS
-from .base import BaseDataset, read_imageids, voc_palette
+from .base import DatasetFamily, voc_palette
 
 ATR_CLASSNAMES = [
     "__background__", "hat", "hair", "sunglasses", "coat", "skirt",
@@ -19,7 +15,7 @@ ATR_CLASSNAMES = [
 
 
 @DATASETS.register("ATRDataset")
-class ATRDataset(BaseDataset):
+class ATRDataset(DatasetFamily):
     """ATR: 18 classes stored as class ids (no remap); VOC bit palette.
 
     Layout::
@@ -36,29 +32,9 @@ class ATRDataset(BaseDataset):
     palette = voc_palette(18)
     fixed_seg_target_pairs = [(9, 10), (12, 13), (14, 15)]
 
-    def __init__(
-        self,
-        rootdir: str,
-        set: str = "train",  # noqa: A002  (SSSegmentation's name)
-        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
-        mode: Literal["TRAIN", "TEST"] = "TRAIN",
-        repeat_times: int = 1,
-        ignore_index: int = -100,
-        auto_correct_invalid_seg_target: bool = False,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            rootdir=rootdir,
-            set=set,
-            data_pipelines=data_pipelines,
-            mode=mode,
-            image_dir="JPEGImages",
-            ann_dir="SegmentationClassAug",
-            image_ext=".jpg",
-            ann_ext=".png",
-            imageids=read_imageids(os.path.join(rootdir, f"{set}_id.txt"), self.prepare_hint),
-            repeat_times=repeat_times,
-            ignore_index=ignore_index,
-            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
-            seed=seed,
-        )
+    def layout(self) -> dict[str, Any]:
+        return {
+            "image_dir": "JPEGImages",
+            "ann_dir": "SegmentationClassAug",
+            "imageids": self.split_ids(f"{self.set}_id.txt"),
+        }

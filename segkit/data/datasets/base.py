@@ -2,13 +2,16 @@
 
 A sample is a dict: ``image`` HxWx3 ``uint8`` BGR, ``seg_target`` HxW ``int64`` (void = ``ignore_index``),
 ``width``/``height`` (original size) and ``id``; the pipeline turns it into tensors. A dataset family is a subclass
-setting the class attributes ``num_classes``, ``classnames``, ``palette`` and optionally ``clsid2label`` (as in
-SSSegmentation) and passing its ``image_dir``, ``ann_dir`` and ``imageids`` to ``BaseDataset.__init__``.
+of :class:`DatasetFamily` setting the class attributes ``num_classes``, ``classnames``, ``palette`` and optionally
+``clsid2label`` (as in SSSegmentation) and describing its files in :meth:`DatasetFamily.layout`; it inherits the
+standard SSSegmentation constructor.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -18,10 +21,14 @@ import torch
 from torch.utils.data import Dataset
 
 from ...errors import DataError
-from ...registry import DATASETS
+from ...registry import DATASETS, PREPARERS
 from ..transforms import build_pipeline
 
 Palette = list[tuple[int, int, int]]
+
+VOID = -100
+"""``clsid2label`` target meaning "void"; replaced by the dataset's ``ignore_index`` when it is built."""
+EVAL_ENVS = ("local", "server")
 
 
 def voc_palette(num_classes: int) -> Palette:
@@ -50,6 +57,16 @@ def missing_message(what: str, path: str, hint: str | None = None) -> str:
     return f"{what} not found: {path}" + (f"; run `{hint}`" if hint else "")
 
 
+def void_to(clsid2label: dict[int, int], ignore_index: int) -> dict[int, int]:
+    """``clsid2label`` with its :data:`VOID` targets replaced by ``ignore_index``."""
+    return {raw: ignore_index if label == VOID else label for raw, label in clsid2label.items()}
+
+
+def preparer_hint(name: str) -> str | None:
+    """``segkit prepare-data NAME`` for "not found" errors, when that preparer is registered."""
+    return f"segkit prepare-data {name}" if name in PREPARERS else None
+
+
 @DATASETS.register("BaseDataset")
 class BaseDataset(Dataset):
     """Images ``image_dir/<id><image_ext>`` with label maps ``ann_dir/<id><ann_ext>``.
@@ -66,6 +83,8 @@ class BaseDataset(Dataset):
     With ``record_img2aug_pos_mapper`` each sample also carries ``img2aug_pos_mapper``: before the pipeline an
     HxW map of the flat pixel indices ``y * width + x``, which the transforms move like a label map (-1 where an
     output pixel comes from no original pixel), so a prediction can be traced back to the original image.
+    With ``eval_env = "server"`` and mode ``'TEST'`` no label map is read (:meth:`read_unlabelled`): ``seg_target``
+    is all ``ignore_index``, for predictions meant for an evaluation server.
     """
 
     num_classes: int | None = None
@@ -95,6 +114,7 @@ class BaseDataset(Dataset):
         clsid2label: dict[int, int] | None = None,
         seed: int = 0,
         record_img2aug_pos_mapper: bool = False,
+        eval_env: Literal["local", "server"] = "local",
     ) -> None:
         super().__init__()
         self.rootdir = str(rootdir)
@@ -109,6 +129,9 @@ class BaseDataset(Dataset):
         self.auto_correct_invalid_seg_target = auto_correct_invalid_seg_target
         self.seed = seed
         self.record_img2aug_pos_mapper = record_img2aug_pos_mapper
+        if eval_env not in EVAL_ENVS:
+            raise DataError(f"eval_env must be 'local' or 'server', got {eval_env!r}")
+        self.eval_env = eval_env
         self.epoch = 0
         self._set_classes(num_classes, classnames, palette, clsid2label)
         self.pipeline = build_pipeline(data_pipelines, path="data_pipelines")
@@ -170,8 +193,8 @@ class BaseDataset(Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} samples")
         index = index % len(self)
-        sample = self.read(self.imageids[index % len(self.imageids)])
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        sample = self.load(self.imageids[index % len(self.imageids)], rng)
         if self.record_img2aug_pos_mapper:  # flat index of each original pixel, moved by the transforms
             height, width = sample["image"].shape[:2]
             sample["img2aug_pos_mapper"] = np.arange(height * width, dtype=np.int64).reshape(height, width)
@@ -182,9 +205,22 @@ class BaseDataset(Dataset):
             return sample
         return self.pipeline(sample, rng)
 
+    def load(self, imageid: str, rng: np.random.Generator) -> dict[str, Any]:
+        """The untransformed sample of ``imageid``: :meth:`read`, or :meth:`read_unlabelled` for the server.
+
+        ``rng`` is the sample's generator (the one that then drives the augmentations; VSPW draws a frame with it).
+        """
+        if self.mode == "TEST" and self.eval_env == "server":
+            return self.read_unlabelled(imageid)
+        return self.read(imageid)
+
+    def image_path(self, imageid: str) -> str:
+        """The image file of ``imageid``."""
+        return os.path.join(self.image_dir, imageid + self.image_ext)
+
     def read(self, imageid: str) -> dict[str, Any]:
         """Read one image and its label map, untransformed."""
-        image_path = os.path.join(self.image_dir, imageid + self.image_ext)
+        image_path = self.image_path(imageid)
         ann_path = os.path.join(self.ann_dir, imageid + self.ann_ext)
         image = read_image(image_path)
         seg_target = self.remap(read_label_map(ann_path), ann_path)
@@ -194,6 +230,13 @@ class BaseDataset(Dataset):
                 f"{image_path} is {image.shape[1]}x{image.shape[0]}"
             )
         height, width = image.shape[:2]
+        return {"image": image, "seg_target": seg_target, "width": width, "height": height, "id": imageid}
+
+    def read_unlabelled(self, imageid: str) -> dict[str, Any]:
+        """Read the image alone; ``seg_target`` is all ``ignore_index`` (``eval_env = "server"``)."""
+        image = read_image(self.image_path(imageid))
+        height, width = image.shape[:2]
+        seg_target = np.full((height, width), self.ignore_index, np.int64)
         return {"image": image, "seg_target": seg_target, "width": width, "height": height, "id": imageid}
 
     # ----------------------------------------------------------------- labels
@@ -233,6 +276,104 @@ class BaseDataset(Dataset):
             f"{type(self).__name__}(rootdir={self.rootdir!r}, set={self.set!r}, mode={self.mode!r}, "
             f"samples={len(self)}, num_classes={self.num_classes}, pipeline={self.pipeline!r})"
         )
+
+
+class DatasetFamily(BaseDataset):
+    """A dataset with a fixed layout: the standard SSSegmentation arguments, the files described by :meth:`layout`.
+
+    A subclass sets the class attributes (``num_classes``, ``classnames``, ``palette``, ``clsid2label`` whose
+    :data:`VOID` targets become ``ignore_index``) and implements :meth:`layout`; it inherits this constructor.
+    ``sets`` (the valid ``set`` values, checked by the recipe validation as a ``Literal`` and here as a
+    ``DataError``), ``default_set`` and ``default_mode`` adjust the constructor's signature for the subclass;
+    ``preparer`` names the ``segkit prepare-data`` command given in "not found" errors.
+    """
+
+    sets: tuple[str, ...] | None = None
+    default_set: str = "train"
+    default_mode: Literal["TRAIN", "TEST"] = "TRAIN"
+    preparer: str | None = None
+
+    def __init__(
+        self,
+        rootdir: str,
+        set: str = "train",  # noqa: A002  (SSSegmentation's name)
+        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
+        mode: Literal["TRAIN", "TEST"] = "TRAIN",
+        repeat_times: int = 1,
+        ignore_index: int = -100,
+        auto_correct_invalid_seg_target: bool = False,
+        record_img2aug_pos_mapper: bool = False,
+        eval_env: Literal["local", "server"] = "local",
+        seed: int = 0,
+    ) -> None:
+        if self.preparer:
+            self.prepare_hint = preparer_hint(self.preparer)
+        self.rootdir, self.set, self.mode = str(rootdir), set, str(mode).upper()  # what layout() reads
+        self.check_set()
+        super().__init__(
+            rootdir=rootdir,
+            set=set,
+            data_pipelines=data_pipelines,
+            mode=mode,
+            repeat_times=repeat_times,
+            ignore_index=ignore_index,
+            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
+            clsid2label=void_to(type(self).clsid2label or {}, ignore_index),
+            seed=seed,
+            record_img2aug_pos_mapper=record_img2aug_pos_mapper,
+            eval_env=eval_env,
+            **self.layout(),
+        )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__ and {"sets", "default_set", "default_mode"} & cls.__dict__.keys():
+            cls.__init__ = _narrowed_init(cls)
+
+    def check_set(self) -> None:
+        """A ``set`` outside ``sets`` is a ``DataError``."""
+        if self.sets is not None and self.set not in self.sets:
+            raise DataError(
+                f"{type(self).__name__} has no set {self.set!r}; choose one of {', '.join(self.sets)}"
+            )
+
+    def layout(self) -> dict[str, Any]:
+        """``image_dir``, ``ann_dir``, ``image_ext``, ``ann_ext`` and ``imageids`` (any subset) for ``BaseDataset``.
+
+        ``self.rootdir``, ``self.set``, ``self.mode`` (upper case) and ``self.prepare_hint`` are set; directories
+        are relative to ``rootdir``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not describe its layout")
+
+    def split_ids(self, *parts: str) -> list[str]:
+        """The ids listed in ``rootdir/<parts...>``; a missing file is a ``DataError`` naming it."""
+        return read_imageids(os.path.join(self.rootdir, *parts), self.prepare_hint)
+
+
+def _narrowed_init(cls: type[DatasetFamily]) -> Callable[..., None]:
+    """The inherited constructor with ``set`` typed ``Literal[*cls.sets]`` and ``cls``'s default set and mode."""
+    parent = super(cls, cls).__init__
+    hints = typing.get_type_hints(parent)
+    hints["set"] = Literal[cls.sets] if cls.sets else str
+    defaults = {"set": cls.default_set, "mode": cls.default_mode}
+    signature = inspect.signature(parent)
+    signature = signature.replace(
+        parameters=[
+            p.replace(annotation=hints.get(p.name, p.annotation), default=defaults.get(p.name, p.default))
+            for p in signature.parameters.values()
+        ]
+    )
+
+    def __init__(self: DatasetFamily, *args: Any, **kwargs: Any) -> None:
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        parent(*bound.args, **bound.kwargs)
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    __init__.__annotations__ = hints
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    __init__.__doc__ = parent.__doc__
+    return __init__
 
 
 def read_image(path: str) -> np.ndarray:

@@ -13,16 +13,16 @@ and then every ``*_leftImg8bit.png`` under ``leftImg8bit/<set>`` is used.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from ...errors import DataError
 from ...registry import DATASETS
-from .base import BaseDataset, read_image
-from .voc import VOID, imageids_or_listing, preparer_hint, void_to
+from .base import VOID, DatasetFamily
+from .voc import imageids_or_listing
 
 IMAGE_SUFFIX = "_leftImg8bit"
 LABEL_SUFFIX = "_gtFine_labelIds"
@@ -67,7 +67,7 @@ def trainid_to_labelid(trainids: np.ndarray) -> np.ndarray:
 
 
 @DATASETS.register("CityScapesDataset")
-class CityScapesDataset(BaseDataset):
+class CityScapesDataset(DatasetFamily):
     """Cityscapes fine: 19 classes; the raw label ids 0..33 become trainIds, the 15 unused ids are void.
 
     ``-1`` (license plate, in int label maps) and ``255`` (how 8-bit tools store -1) are void too; SSSegmentation
@@ -81,53 +81,30 @@ class CityScapesDataset(BaseDataset):
     classnames = CITYSCAPES_CLASSNAMES
     palette = CITYSCAPES_PALETTE
     clsid2label = {**LABELID_TO_TRAINID, 255: VOID}
+    sets = ("train", "val", "test")
+    preparer = "cityscapes"
 
-    def __init__(
-        self,
-        rootdir: str,
-        set: Literal["train", "val", "test"] = "train",  # noqa: A002  (SSSegmentation's name)
-        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
-        mode: Literal["TRAIN", "TEST"] = "TRAIN",
-        repeat_times: int = 1,
-        ignore_index: int = -100,
-        auto_correct_invalid_seg_target: bool = False,
-        eval_env: Literal["local", "server"] = "local",
-        seed: int = 0,
-    ) -> None:
-        self.eval_env = eval_env
-        self.prepare_hint = preparer_hint("cityscapes")
-        image_dir = os.path.join("leftImg8bit", set)
+    def layout(self) -> dict[str, Any]:
+        image_dir = os.path.join("leftImg8bit", self.set)
         listed = imageids_or_listing(
-            os.path.join(rootdir, f"{set}.txt"), os.path.join(rootdir, image_dir), f"{IMAGE_SUFFIX}.png"
+            os.path.join(self.rootdir, f"{self.set}.txt"),
+            os.path.join(self.rootdir, image_dir),
+            f"{IMAGE_SUFFIX}.png",
         )
-        super().__init__(
-            rootdir=rootdir,
-            set=set,
-            data_pipelines=data_pipelines,
-            mode=mode,
-            image_dir=image_dir,
-            ann_dir=os.path.join("gtFine", set),
-            image_ext=f"{IMAGE_SUFFIX}.png",
-            ann_ext=f"{LABEL_SUFFIX}.png",
-            imageids=[strip_suffix(imageid) for imageid in listed],
-            repeat_times=repeat_times,
-            ignore_index=ignore_index,
-            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
-            clsid2label=void_to(self.clsid2label, ignore_index),
-            seed=seed,
-        )
+        return {
+            "image_dir": image_dir,
+            "ann_dir": os.path.join("gtFine", self.set),
+            "image_ext": f"{IMAGE_SUFFIX}.png",
+            "ann_ext": f"{LABEL_SUFFIX}.png",
+            "imageids": [strip_suffix(imageid) for imageid in listed],
+        }
 
     def read(self, imageid: str) -> dict[str, Any]:
-        """Read ``<imageid>_leftImg8bit.png`` and its ``_gtFine_labelIds.png`` (not read for the server)."""
-        if self.mode == "TEST" and self.eval_env == "server":
-            image = read_image(os.path.join(self.image_dir, imageid + self.image_ext))
-            height, width = image.shape[:2]
-            seg_target = np.full((height, width), self.ignore_index, np.int64)
-            sample = {"image": image, "seg_target": seg_target, "width": width, "height": height}
-        else:
-            sample = super().read(imageid)
-        sample["id"] = imageid + IMAGE_SUFFIX
-        return sample
+        """Read ``<imageid>_leftImg8bit.png`` and its ``_gtFine_labelIds.png``."""
+        return {**super().read(imageid), "id": imageid + IMAGE_SUFFIX}
+
+    def read_unlabelled(self, imageid: str) -> dict[str, Any]:
+        return {**super().read_unlabelled(imageid), "id": imageid + IMAGE_SUFFIX}
 
     @staticmethod
     def formatresults(

@@ -17,15 +17,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
 
 from ...errors import DataError
 from ...registry import DATASETS
-from .base import BaseDataset, missing_message, read_image, read_imageids, voc_palette
-from .voc import VOID, preparer_hint, void_to
+from .base import VOID, DatasetFamily, missing_message, read_image, voc_palette
 
 COCO_STUFF_CLASSNAMES = [
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -139,39 +138,10 @@ def rasterise(objects: Sequence[tuple[int, dict]], height: int, width: int, wher
 
 
 # --------------------------------------------------------------------------- datasets
-class COCOLayoutDataset(BaseDataset):
+class COCOLayoutDataset(DatasetFamily):
     """The constructor the COCO datasets share; a subclass describes its files in :meth:`layout`."""
 
     preparer = "coco"
-
-    def __init__(
-        self,
-        rootdir: str,
-        set: str = "train",  # noqa: A002  (SSSegmentation's name)
-        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
-        mode: Literal["TRAIN", "TEST"] = "TRAIN",
-        repeat_times: int = 1,
-        ignore_index: int = -100,
-        auto_correct_invalid_seg_target: bool = False,
-        seed: int = 0,
-    ) -> None:
-        self.prepare_hint = preparer_hint(self.preparer)
-        super().__init__(
-            rootdir=rootdir,
-            set=set,
-            data_pipelines=data_pipelines,
-            mode=mode,
-            repeat_times=repeat_times,
-            ignore_index=ignore_index,
-            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
-            clsid2label=void_to(type(self).clsid2label or {}, ignore_index),
-            seed=seed,
-            **self.layout(rootdir, set),
-        )
-
-    def layout(self, rootdir: str, set: str) -> dict[str, Any]:  # noqa: A002
-        """``image_dir``, ``ann_dir``, ``image_ext``, ``ann_ext`` and ``imageids`` for ``BaseDataset``."""
-        raise NotImplementedError
 
     def assemble(self, imageid: str, image_path: str, raw_seg: np.ndarray, ann_path: str) -> dict[str, Any]:
         """A sample from an image file and a raw label map read from ``ann_path`` (remapped and checked here)."""
@@ -197,16 +167,15 @@ class COCOStuff10kDataset(COCOLayoutDataset):
     palette = voc_palette(182)
     clsid2label = {0: VOID, 255: VOID, **{i: i - 1 for i in range(1, 183)}}
 
-    def layout(self, rootdir: str, set: str) -> dict[str, Any]:  # noqa: A002
+    def layout(self) -> dict[str, Any]:
         loadmat_or_error()
-        ids = read_imageids(os.path.join(rootdir, "imageLists", f"{set}.txt"), self.prepare_hint)
+        ids = self.split_ids("imageLists", f"{self.set}.txt")
         return {"image_dir": "images", "ann_dir": "annotations", "ann_ext": ".mat", "imageids": ids}
 
     def read(self, imageid: str) -> dict[str, Any]:
         """Read ``images/<id>.jpg`` and the ``S`` label map of ``annotations/<id>.mat``."""
         ann_path = os.path.join(self.ann_dir, imageid + self.ann_ext)
-        image_path = os.path.join(self.image_dir, imageid + self.image_ext)
-        return self.assemble(imageid, image_path, read_mat_label(ann_path), ann_path)
+        return self.assemble(imageid, self.image_path(imageid), read_mat_label(ann_path), ann_path)
 
 
 def loadmat_or_error() -> Callable[..., dict]:
@@ -253,9 +222,9 @@ class COCOStuffDataset(COCOLayoutDataset):
     palette = voc_palette(182)
     clsid2label = {255: VOID}
 
-    def layout(self, rootdir: str, set: str) -> dict[str, Any]:  # noqa: A002
-        folder = f"{set}2017"
-        json_path = os.path.join(rootdir, "annotations", f"stuff_{set}2017.json")
+    def layout(self) -> dict[str, Any]:
+        rootdir, folder = self.rootdir, f"{self.set}2017"
+        json_path = os.path.join(rootdir, "annotations", f"stuff_{self.set}2017.json")
         if os.path.isfile(json_path):
             ids = [
                 os.path.splitext(image["file_name"])[0]
@@ -284,8 +253,8 @@ class COCOVOCSUBDataset(COCOLayoutDataset):
     palette = voc_palette(21)
     min_foreground_pixels = 1000
 
-    def layout(self, rootdir: str, set: str) -> dict[str, Any]:  # noqa: A002
-        json_path = os.path.join(rootdir, "annotations", f"instances_{set}2017.json")
+    def layout(self) -> dict[str, Any]:
+        json_path = os.path.join(self.rootdir, "annotations", f"instances_{self.set}2017.json")
         coco = load_instances(json_path, self.prepare_hint)
         by_image: dict[int, list[tuple[int, Any]]] = {}
         for ann in coco.get("annotations", []):
@@ -297,7 +266,7 @@ class COCOVOCSUBDataset(COCOLayoutDataset):
             record = {"file_name": image["file_name"], "height": image["height"], "width": image["width"]}
             self.image_records[str(image["id"])] = {**record, "objects": objects}
         ids = [i for i, record in self.image_records.items() if self._foreground(record, json_path)]
-        return {"image_dir": f"{set}2017", "ann_dir": "annotations", "imageids": ids}
+        return {"image_dir": f"{self.set}2017", "ann_dir": "annotations", "imageids": ids}
 
     def _foreground(self, record: dict[str, Any], json_path: str) -> bool:
         if not record["objects"]:
@@ -305,9 +274,12 @@ class COCOVOCSUBDataset(COCOLayoutDataset):
         seg = rasterise(record["objects"], record["height"], record["width"], json_path)
         return int(np.count_nonzero(seg)) > self.min_foreground_pixels
 
+    def image_path(self, imageid: str) -> str:
+        return os.path.join(self.image_dir, self.image_records[imageid]["file_name"])
+
     def read(self, imageid: str) -> dict[str, Any]:
         """Read the image and draw its label map from the instance annotations."""
         record = self.image_records[imageid]
         json_path = os.path.join(self.rootdir, "annotations", f"instances_{self.set}2017.json")
         raw = rasterise(record["objects"], record["height"], record["width"], json_path)
-        return self.assemble(imageid, os.path.join(self.image_dir, record["file_name"]), raw, json_path)
+        return self.assemble(imageid, self.image_path(imageid), raw, json_path)

@@ -43,6 +43,8 @@ class FolderDataset(BaseDataset):
         repeat_times: int = 1,
         ignore_index: int = -100,
         auto_correct_invalid_seg_target: bool = False,
+        record_img2aug_pos_mapper: bool = False,
+        eval_env: Literal["local", "server"] = "local",
         seed: int = 0,
     ) -> None:
         super().__init__(
@@ -63,4 +65,6 @@ class FolderDataset(BaseDataset):
             palette=palette,
             clsid2label=clsid2label,
             seed=seed,
+            record_img2aug_pos_mapper=record_img2aug_pos_mapper,
+            eval_env=eval_env,
         )

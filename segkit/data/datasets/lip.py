@@ -5,15 +5,10 @@ The palette and the left/right flip pairs defined here are shared with CIHP (sam
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any
 
-import numpy as np
-
-from ...errors import DataError
 from ...registry import DATASETS
-from .base import BaseDataset, Palette, read_imageids
+from .base import DatasetFamily, Palette
 
 LIP_CLASSNAMES = [
     "__background__", "hat", "hair", "glove", "sunglasses", "upperclothes", "dress",
@@ -33,7 +28,7 @@ LIP_SET_DIRS = {"train": "train", "val": "val", "test": "testing"}
 
 
 @DATASETS.register("LIPDataset")
-class LIPDataset(BaseDataset):
+class LIPDataset(DatasetFamily):
     """LIP: 20 classes (background + 19 parts and clothes), labels stored as class ids (no remap).
 
     Layout (``{s}`` is ``train``, ``val`` or ``testing`` for ``set`` = ``train``, ``val``, ``test``)::
@@ -49,33 +44,12 @@ class LIPDataset(BaseDataset):
     classnames = LIP_CLASSNAMES
     palette = HUMAN_PARSING_PALETTE
     fixed_seg_target_pairs = HUMAN_PARSING_FLIP_PAIRS
+    sets = tuple(LIP_SET_DIRS)
 
-    def __init__(
-        self,
-        rootdir: str,
-        set: Literal["train", "val", "test"] = "train",  # noqa: A002  (SSSegmentation's name)
-        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
-        mode: Literal["TRAIN", "TEST"] = "TRAIN",
-        repeat_times: int = 1,
-        ignore_index: int = -100,
-        auto_correct_invalid_seg_target: bool = False,
-        seed: int = 0,
-    ) -> None:
-        if set not in LIP_SET_DIRS:
-            raise DataError(f"LIPDataset has no set {set!r}; choose one of {', '.join(LIP_SET_DIRS)}")
-        folder = LIP_SET_DIRS[set]
-        super().__init__(
-            rootdir=rootdir,
-            set=set,
-            data_pipelines=data_pipelines,
-            mode=mode,
-            image_dir=f"{folder}_images",
-            ann_dir=f"{folder}_segmentations",
-            image_ext=".jpg",
-            ann_ext=".png",
-            imageids=read_imageids(os.path.join(rootdir, f"{set}_id.txt"), self.prepare_hint),
-            repeat_times=repeat_times,
-            ignore_index=ignore_index,
-            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
-            seed=seed,
-        )
+    def layout(self) -> dict[str, Any]:
+        folder = LIP_SET_DIRS[self.set]
+        return {
+            "image_dir": f"{folder}_images",
+            "ann_dir": f"{folder}_segmentations",
+            "imageids": self.split_ids(f"{self.set}_id.txt"),
+        }

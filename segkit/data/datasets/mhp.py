@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ...errors import DataError
 from ...registry import DATASETS
-from .base import BaseDataset, read_image, read_imageids, voc_palette
+from .base import DatasetFamily, read_image, voc_palette
 
 MHPV1_CLASSNAMES = [
     "__background__", "hat", "hair", "sunglasses", "upper clothes", "skirt", "pants",
@@ -64,7 +64,7 @@ def merge_person_masks(paths: Sequence[str], shape: tuple[int, int]) -> np.ndarr
     return merged
 
 
-class MultiHumanParsingDataset(BaseDataset):
+class MultiHumanParsingDataset(DatasetFamily):
     """Images with one mask per person; a subclass says where an image's masks are (:meth:`annotation_stem`)."""
 
     def annotation_stem(self, imageid: str) -> str:
@@ -72,7 +72,7 @@ class MultiHumanParsingDataset(BaseDataset):
         return imageid
 
     def read(self, imageid: str) -> dict[str, Any]:
-        image = read_image(os.path.join(self.image_dir, imageid + self.image_ext))
+        image = read_image(self.image_path(imageid))
         pattern = os.path.join(self.ann_dir, glob.escape(self.annotation_stem(imageid)) + "_*")
         paths = sorted(glob.glob(pattern))
         if not paths:
@@ -97,31 +97,13 @@ class MHPv1Dataset(MultiHumanParsingDataset):
     classnames = MHPV1_CLASSNAMES
     palette = voc_palette(19)
 
-    def __init__(
-        self,
-        rootdir: str,
-        set: str = "train",  # noqa: A002  (SSSegmentation's name)
-        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
-        mode: Literal["TRAIN", "TEST"] = "TRAIN",
-        repeat_times: int = 1,
-        ignore_index: int = -100,
-        auto_correct_invalid_seg_target: bool = False,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            rootdir=rootdir,
-            set=set,
-            data_pipelines=data_pipelines,
-            mode=mode,
-            image_dir="images",
-            ann_dir="annotations",
-            image_ext="",
-            imageids=read_imageids(os.path.join(rootdir, f"{set}_list.txt"), self.prepare_hint),
-            repeat_times=repeat_times,
-            ignore_index=ignore_index,
-            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
-            seed=seed,
-        )
+    def layout(self) -> dict[str, Any]:
+        return {
+            "image_dir": "images",
+            "ann_dir": "annotations",
+            "image_ext": "",
+            "imageids": self.split_ids(f"{self.set}_list.txt"),
+        }
 
     def annotation_stem(self, imageid: str) -> str:
         return os.path.splitext(imageid)[0]
@@ -142,28 +124,9 @@ class MHPv2Dataset(MultiHumanParsingDataset):
     classnames = MHPV2_CLASSNAMES
     palette = voc_palette(59)
 
-    def __init__(
-        self,
-        rootdir: str,
-        set: str = "train",  # noqa: A002  (SSSegmentation's name)
-        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
-        mode: Literal["TRAIN", "TEST"] = "TRAIN",
-        repeat_times: int = 1,
-        ignore_index: int = -100,
-        auto_correct_invalid_seg_target: bool = False,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            rootdir=rootdir,
-            set=set,
-            data_pipelines=data_pipelines,
-            mode=mode,
-            image_dir=os.path.join(set, "images"),
-            ann_dir=os.path.join(set, "parsing_annos"),
-            image_ext=".jpg",
-            imageids=read_imageids(os.path.join(rootdir, "list", f"{set}.txt"), self.prepare_hint),
-            repeat_times=repeat_times,
-            ignore_index=ignore_index,
-            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
-            seed=seed,
-        )
+    def layout(self) -> dict[str, Any]:
+        return {
+            "image_dir": os.path.join(self.set, "images"),
+            "ann_dir": os.path.join(self.set, "parsing_annos"),
+            "imageids": self.split_ids("list", f"{self.set}.txt"),
+        }

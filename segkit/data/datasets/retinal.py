@@ -15,60 +15,37 @@ keep the extension (as in SSSegmentation).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import Literal
-
-import numpy as np
+from typing import Any
 
 from ...errors import DataError
 from ...registry import DATASETS
-from .base import BaseDataset, read_imageids
+from .base import DatasetFamily, read_imageids
 
 RETINAL_SET_DIRS = {"train": "training", "val": "validation"}
 
 
-class RetinalVesselDataset(BaseDataset):
+class RetinalVesselDataset(DatasetFamily):
     """The shared layout; a subclass sets ``annotation_suffix`` (``None``: annotation named as the image)."""
 
     num_classes = 2
     classnames = ["__background__", "vessel"]
     palette = [(0, 0, 0), (255, 0, 0)]
     annotation_suffix: str | None = None
+    sets = tuple(RETINAL_SET_DIRS)
 
-    def __init__(
-        self,
-        rootdir: str,
-        set: Literal["train", "val"] = "train",  # noqa: A002  (SSSegmentation's name)
-        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
-        mode: Literal["TRAIN", "TEST"] = "TRAIN",
-        repeat_times: int = 1,
-        ignore_index: int = -100,
-        auto_correct_invalid_seg_target: bool = False,
-        seed: int = 0,
-    ) -> None:
-        name = type(self).__name__
-        if set not in RETINAL_SET_DIRS:
-            raise DataError(f"{name} has no set {set!r}; choose one of {', '.join(RETINAL_SET_DIRS)}")
-        split_file = os.path.join(rootdir, f"{set}.txt")
+    def layout(self) -> dict[str, Any]:
+        split_file = os.path.join(self.rootdir, f"{self.set}.txt")
         imageids, image_ext, ann_ext = self._split_names(
             read_imageids(split_file, self.prepare_hint), split_file
         )
-        folder = RETINAL_SET_DIRS[set]
-        super().__init__(
-            rootdir=rootdir,
-            set=set,
-            data_pipelines=data_pipelines,
-            mode=mode,
-            image_dir=os.path.join("images", folder),
-            ann_dir=os.path.join("annotations", folder),
-            image_ext=image_ext,
-            ann_ext=ann_ext,
-            imageids=imageids,
-            repeat_times=repeat_times,
-            ignore_index=ignore_index,
-            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
-            seed=seed,
-        )
+        folder = RETINAL_SET_DIRS[self.set]
+        return {
+            "image_dir": os.path.join("images", folder),
+            "ann_dir": os.path.join("annotations", folder),
+            "image_ext": image_ext,
+            "ann_ext": ann_ext,
+            "imageids": imageids,
+        }
 
     def _split_names(self, names: list[str], split_file: str) -> tuple[list[str], str, str]:
         """Listed file names -> ``(imageids, image_ext, ann_ext)`` for ``BaseDataset``'s ``<id><ext>`` paths."""

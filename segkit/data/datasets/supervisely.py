@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import Literal
-
-import numpy as np
+from typing import Any
 
 from ...registry import DATASETS
-from .base import BaseDataset, read_imageids
+from .base import DatasetFamily
 
 
 @DATASETS.register("SuperviselyDataset")
-class SuperviselyDataset(BaseDataset):
+class SuperviselyDataset(DatasetFamily):
     """Supervisely Person: 2 classes; masks store the person as 255 (``clsid2label = {255: 1}``).
 
     Layout::
@@ -28,29 +25,9 @@ class SuperviselyDataset(BaseDataset):
     palette = [(0, 0, 0), (255, 0, 0)]
     clsid2label = {255: 1}
 
-    def __init__(
-        self,
-        rootdir: str,
-        set: str = "train",  # noqa: A002  (SSSegmentation's name)
-        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
-        mode: Literal["TRAIN", "TEST"] = "TRAIN",
-        repeat_times: int = 1,
-        ignore_index: int = -100,
-        auto_correct_invalid_seg_target: bool = False,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            rootdir=rootdir,
-            set=set,
-            data_pipelines=data_pipelines,
-            mode=mode,
-            image_dir=os.path.join("Images", set),
-            ann_dir=os.path.join("Anno-Person", set),
-            image_ext=".jpg",
-            ann_ext=".png",
-            imageids=read_imageids(os.path.join(rootdir, f"{set}.txt"), self.prepare_hint),
-            repeat_times=repeat_times,
-            ignore_index=ignore_index,
-            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
-            seed=seed,
-        )
+    def layout(self) -> dict[str, Any]:
+        return {
+            "image_dir": os.path.join("Images", self.set),
+            "ann_dir": os.path.join("Anno-Person", self.set),
+            "imageids": self.split_ids(f"{self.set}.txt"),
+        }

@@ -22,14 +22,14 @@ import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
 from ...errors import DataError
 from ...registry import DATASETS
-from .base import BaseDataset
+from .base import DatasetFamily
 
 GENERATOR_VERSION = 1
 CLASSNAMES = ["background", "disc", "square", "triangle", "ring"]
@@ -197,7 +197,7 @@ def write_synthetic_dataset(
 
 
 @DATASETS.register("SyntheticDataset")
-class SyntheticDataset(BaseDataset):
+class SyntheticDataset(DatasetFamily):
     """Textured shapes (disc, square, triangle, ring) on textured backgrounds; 5 classes, written on first use.
 
     ``num_train``, ``num_val``, ``image_size`` and ``data_seed`` select the generated data (see
@@ -225,6 +225,9 @@ class SyntheticDataset(BaseDataset):
         auto_generate: bool = True,
         repeat_times: int = 1,
         ignore_index: int = -100,
+        auto_correct_invalid_seg_target: bool = False,
+        record_img2aug_pos_mapper: bool = False,
+        eval_env: Literal["local", "server"] = "local",
         seed: int = 0,
     ) -> None:
         root = Path(rootdir)
@@ -236,9 +239,14 @@ class SyntheticDataset(BaseDataset):
             set=set,
             data_pipelines=data_pipelines,
             mode=mode,
-            image_ext=".png",
-            ann_ext=".png",
             repeat_times=repeat_times,
             ignore_index=ignore_index,
+            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
+            record_img2aug_pos_mapper=record_img2aug_pos_mapper,
+            eval_env=eval_env,
             seed=seed,
         )
+
+    def layout(self) -> dict[str, Any]:
+        """``BaseDataset``'s default folders (``images/<set>``, ``annotations/<set>``, ids from ``<set>.txt``)."""
+        return {"image_ext": ".png"}

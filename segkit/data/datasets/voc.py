@@ -1,7 +1,6 @@
 """PASCAL VOC 2012 (with the SBD-augmented ``trainaug`` split) and PASCAL-Context (60 and 59 classes).
 
-This module also holds the small helpers the other official-layout datasets share (:func:`void_to`,
-:func:`imageids_or_listing`).
+This module also holds :func:`imageids_or_listing`, which the other official-layout datasets share.
 
 All three read the VOCdevkit layout::
 
@@ -20,16 +19,10 @@ palette PNGs whose object borders are 255, SBD's are grayscale PNGs, both read a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any
 
-import numpy as np
-
-from ...registry import DATASETS, PREPARERS
-from .base import BaseDataset, read_imageids, voc_palette
-
-VOID = -100
-"""``clsid2label`` target meaning "void"; replaced by the dataset's ``ignore_index`` when it is built."""
+from ...registry import DATASETS
+from .base import VOID, DatasetFamily, read_imageids, voc_palette
 
 VOC_CLASSNAMES = [
     "__background__", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -77,52 +70,19 @@ def imageids_or_listing(split_file: str, image_dir: str, image_ext: str) -> list
     return sorted(found)
 
 
-def preparer_hint(name: str) -> str | None:
-    """``segkit prepare-data NAME`` for "not found" errors, when that preparer is registered."""
-    return f"segkit prepare-data {name}" if name in PREPARERS else None
-
-
-def void_to(clsid2label: dict[int, int], ignore_index: int) -> dict[int, int]:
-    """``clsid2label`` with its :data:`VOID` targets replaced by ``ignore_index``."""
-    return {raw: ignore_index if label == VOID else label for raw, label in clsid2label.items()}
-
-
-class VOCLayoutDataset(BaseDataset):
+class VOCLayoutDataset(DatasetFamily):
     """The VOCdevkit layout shared by VOC and PASCAL-Context; subclasses set the two directory names."""
 
     ann_dirname = "SegmentationClass"
     sets_dirname = "Segmentation"
     preparer = "voc"
 
-    def __init__(
-        self,
-        rootdir: str,
-        set: str = "train",  # noqa: A002  (SSSegmentation's name)
-        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
-        mode: Literal["TRAIN", "TEST"] = "TRAIN",
-        repeat_times: int = 1,
-        ignore_index: int = -100,
-        auto_correct_invalid_seg_target: bool = False,
-        seed: int = 0,
-    ) -> None:
-        self.prepare_hint = preparer_hint(self.preparer)
-        split_file = os.path.join(rootdir, "ImageSets", self.sets_dirname, f"{set}.txt")
-        super().__init__(
-            rootdir=rootdir,
-            set=set,
-            data_pipelines=data_pipelines,
-            mode=mode,
-            image_dir="JPEGImages",
-            ann_dir=self.ann_dirname,
-            image_ext=".jpg",
-            ann_ext=".png",
-            imageids=read_imageids(split_file, self.prepare_hint),
-            repeat_times=repeat_times,
-            ignore_index=ignore_index,
-            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
-            clsid2label=void_to(type(self).clsid2label or {}, ignore_index),
-            seed=seed,
-        )
+    def layout(self) -> dict[str, Any]:
+        return {
+            "image_dir": "JPEGImages",
+            "ann_dir": self.ann_dirname,
+            "imageids": self.split_ids("ImageSets", self.sets_dirname, f"{self.set}.txt"),
+        }
 
 
 @DATASETS.register("VOCDataset")

@@ -10,15 +10,13 @@ Layout of SSSegmentation's ``VSPW_480p.zip``::
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ...errors import DataError
 from ...registry import DATASETS
-from .base import BaseDataset, read_image, read_imageids, read_label_map, voc_palette
-from .voc import VOID, void_to
+from .base import VOID, DatasetFamily, read_image, read_label_map, voc_palette
 
 VSPW_CLASSNAMES = [
     "wall", "ceiling", "door", "stair", "ladder", "escalator", "Playground_slide", "handrail_or_fence", "window",
@@ -41,7 +39,7 @@ VSPW_CLSID2LABEL = {0: VOID, 253: VOID, 254: VOID, 255: VOID, **{i: i - 1 for i 
 
 
 @DATASETS.register("VSPWDataset")
-class VSPWDataset(BaseDataset):
+class VSPWDataset(DatasetFamily):
     """VSPW: ``clsid2label = {0, 253, 254, 255: ignore_index; i: i - 1}`` (stored id 1 is class 0, ``wall``).
 
     ``'TRAIN'``: one sample per video (times ``repeat_times``); every access draws one of the video's frames with
@@ -57,34 +55,14 @@ class VSPWDataset(BaseDataset):
     palette = voc_palette(124)
     clsid2label = VSPW_CLSID2LABEL
 
-    def __init__(
-        self,
-        rootdir: str,
-        set: str = "train",  # noqa: A002  (SSSegmentation's name)
-        data_pipelines: Callable[[dict, np.random.Generator], dict] | Sequence[dict] | None = None,
-        mode: Literal["TRAIN", "TEST"] = "TRAIN",
-        repeat_times: int = 1,
-        ignore_index: int = -100,
-        auto_correct_invalid_seg_target: bool = False,
-        seed: int = 0,
-    ) -> None:
-        videos = read_imageids(os.path.join(rootdir, f"{set}.txt"), self.prepare_hint)
-        self.frames = {video: self._list_frames(os.path.join(rootdir, "data", video)) for video in videos}
-        train = str(mode).upper() == "TRAIN"
-        super().__init__(
-            rootdir=rootdir,
-            set=set,
-            data_pipelines=data_pipelines,
-            mode=mode,
-            image_dir="data",
-            ann_dir="data",
-            imageids=videos if train else [f"{v}/{frame}" for v in videos for frame in self.frames[v]],
-            repeat_times=repeat_times,
-            ignore_index=ignore_index,
-            auto_correct_invalid_seg_target=auto_correct_invalid_seg_target,
-            clsid2label=void_to(VSPW_CLSID2LABEL, ignore_index),
-            seed=seed,
-        )
+    def layout(self) -> dict[str, Any]:
+        videos = self.split_ids(f"{self.set}.txt")
+        self.frames = {
+            video: self._list_frames(os.path.join(self.rootdir, "data", video)) for video in videos
+        }
+        train = self.mode == "TRAIN"
+        imageids = videos if train else [f"{v}/{frame}" for v in videos for frame in self.frames[v]]
+        return {"image_dir": "data", "ann_dir": "data", "imageids": imageids}
 
     @staticmethod
     def _list_frames(video_dir: str) -> list[str]:
@@ -97,22 +75,21 @@ class VSPWDataset(BaseDataset):
             raise DataError(f"VSPW video has no .jpg frames: {origin}")
         return frames
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if self.mode == "TEST":
-            return super().__getitem__(index)
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self)} samples")
-        index = index % len(self)
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        video = self.imageids[index % len(self.imageids)]
-        frames = self.frames[video]
-        sample = self.read(f"{video}/{frames[int(rng.integers(len(frames)))]}")
-        return self.pipeline(sample, rng)
+    def load(self, imageid: str, rng: np.random.Generator) -> dict[str, Any]:
+        """``'TRAIN'``: ``imageid`` is a video, whose frame is drawn with the sample's generator."""
+        if self.mode == "TRAIN":
+            frames = self.frames[imageid]
+            imageid = f"{imageid}/{frames[int(rng.integers(len(frames)))]}"
+        return super().load(imageid, rng)
+
+    def image_path(self, imageid: str) -> str:
+        video, frame = imageid.rsplit("/", 1)
+        return os.path.join(self.image_dir, video, "origin", f"{frame}.jpg")
 
     def read(self, imageid: str) -> dict[str, Any]:
         """Read frame ``<video>/<frame>`` and its mask, untransformed."""
         video, frame = imageid.rsplit("/", 1)
-        image_path = os.path.join(self.image_dir, video, "origin", f"{frame}.jpg")
+        image_path = self.image_path(imageid)
         ann_path = os.path.join(self.ann_dir, video, "mask", f"{frame}.png")
         image = read_image(image_path)
         seg_target = self.remap(read_label_map(ann_path), ann_path)

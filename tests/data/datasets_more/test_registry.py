@@ -20,7 +20,7 @@ CLASS_COUNTS = {
 }  # fmt: skip
 SSSEG_CFG_KEYS = {
     "rootdir", "set", "data_pipelines", "mode", "repeat_times", "ignore_index", "auto_correct_invalid_seg_target",
-    "seed",
+    "record_img2aug_pos_mapper", "eval_env", "seed",
 }  # fmt: skip
 
 
