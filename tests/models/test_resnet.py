@@ -157,3 +157,21 @@ def test_avg_downsample_out_indices_and_in_channels():
     outputs = model(images(1, 64, channels=4))
     assert [o.shape[1] for o in outputs] == model.out_channels == [64, 256]
     assert [64 // o.shape[-1] for o in outputs] == model.strides == [8, 16]
+
+
+def test_official_v1c_checkpoint_layout_loads_without_missing_or_unexpected_keys():
+    """openmmlab's resnet50_v1c checkpoint: a 3-conv stem (stem.0/1, 3/4, 6/7) and torchvision's layer names."""
+    import torchvision
+
+    reference = torchvision.models.resnet50(weights=None).state_dict()
+    official = {k: v for k, v in reference.items() if not k.startswith(("conv1.", "bn1.", "fc."))}
+    for conv, norm, (cin, cout) in (("stem.0", "stem.1", (3, 32)), ("stem.3", "stem.4", (32, 32)),
+                                    ("stem.6", "stem.7", (32, 64))):
+        official[f"{conv}.weight"] = torch.randn(cout, cin, 3, 3)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            official[f"{norm}.{name}"] = torch.randn(cout)
+        official[f"{norm}.num_batches_tracked"] = torch.tensor(0)
+    backbone = ResNet(structure_type="resnet50conv3x3stem", outstride=8, pretrained=False,
+                      norm_cfg={"type": "BatchNorm2d"})
+    result = backbone.load_state_dict(official, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
