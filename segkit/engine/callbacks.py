@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .checkpoint import atomic_write_bytes
+from .checkpoint import atomic_write_bytes, save_checkpoint
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -125,12 +125,12 @@ class Checkpointer(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
         state = trainer.state_dict()
         if epoch % self.save_interval == 0 or epoch == trainer.max_epochs:
-            trainer.save(state, self.dir / f"epoch_{epoch}.pt")
+            save_checkpoint(state, self.dir / f"epoch_{epoch}.pt")
         if trainer.last_eval_epoch == epoch and trainer.metrics:
             miou = trainer.metrics.get("mIoU") or 0.0
             if miou >= trainer.best_miou:
                 trainer.best_miou = miou
                 state["best_miou"] = miou
-                trainer.save(state, self.dir / "best.pt")
+                save_checkpoint(state, self.dir / "best.pt")
         state["best_miou"] = trainer.best_miou
-        trainer.save(state, self.dir / "last.pt")
+        save_checkpoint(state, self.dir / "last.pt")

@@ -13,8 +13,6 @@ import torch
 
 from ..errors import CheckpointError
 
-REQUIRED_KEYS = ("model",)
-
 
 def atomic_write_bytes(path: Path, writer) -> None:
     """Call ``writer(file_object)`` on a temporary file next to ``path``, then rename it into place."""

@@ -19,7 +19,7 @@ from ..recipe.schema import Recipe
 from ..recipe.toml_write import recipe_to_toml
 from .amp import Amp
 from .callbacks import Callback, Checkpointer, ProgressDisplay, RunLog, write_json
-from .checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from .checkpoint import load_checkpoint, load_model_weights
 from .distributed import DistContext, barrier
 from .ema import ModelEMA
 from .evaluator import evaluate, inference_kwargs
@@ -132,9 +132,6 @@ class Trainer:
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
         return state
-
-    def save(self, state: dict, path: Path) -> None:
-        save_checkpoint(state, path)
 
     def _resume(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=self.ctx.device)

@@ -161,6 +161,11 @@ def to_json_safe(value: Any) -> Any:
     return value
 
 
+def result_keys() -> list[str]:
+    """Every key :meth:`ConfusionMatrix.compute` returns."""
+    return ["aAcc", *(f"m{k}" for k in PER_CLASS_KEYS), *PER_CLASS_KEYS]
+
+
 def filter_metrics(results: Mapping[str, Any], metric_list: Sequence[str]) -> dict[str, Any]:
     """Keep only the metrics named in ``metric_list`` (SSSegmentation names such as ``miou``, or segkit keys).
 

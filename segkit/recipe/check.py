@@ -37,6 +37,17 @@ def check_optim(recipe: Recipe) -> None:
     SCHEDULERS.get(recipe.scheduler.type, path="scheduler.type")
 
 
+def check_metrics(recipe: Recipe) -> None:
+    """``inference.evaluate.metric_list`` names metrics that exist (every metric is computed; these are reported)."""
+    from ..errors import SegkitError
+    from ..evaluation.metrics import filter_metrics, result_keys
+
+    try:
+        filter_metrics(dict.fromkeys(result_keys()), recipe.inference.evaluate.metric_list)
+    except SegkitError as exc:
+        raise RecipeError("inference.evaluate.metric_list", str(exc)) from None
+
+
 def check_components(recipe: Recipe) -> None:
     """Raise a path-qualified :class:`RecipeError` for the first bad component table."""
     from ..models.build import validate_model
@@ -44,3 +55,4 @@ def check_components(recipe: Recipe) -> None:
     validate_model(recipe)
     check_dataset(recipe)
     check_optim(recipe)
+    check_metrics(recipe)

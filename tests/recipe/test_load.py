@@ -110,3 +110,10 @@ def test_shipped_recipes_validate():
     for path in ["recipes/quickstart.toml", "recipes/fcn_r50_voc.toml"]:
         rec = load_recipe(REPO / path)
         assert rec.type == "FCN"
+
+
+def test_unknown_metric_name_is_a_recipe_error(tiny_recipe):
+    assert load_recipe(tiny_recipe, ['inference.evaluate.metric_list=["dice", "mdice", "all_accuracy"]'])
+    with pytest.raises(RecipeError) as exc:
+        load_recipe(tiny_recipe, ['inference.evaluate.metric_list=["iou", "mious"]'])
+    assert exc.value.path == "inference.evaluate.metric_list" and "did you mean 'miou'" in str(exc.value)
