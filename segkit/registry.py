@@ -188,6 +188,10 @@ BACKBONES = Registry("backbone")
 HEADS = Registry("head")
 SEGMENTORS = Registry("segmentor")
 LOSSES = Registry("loss")
+NECKS = Registry("neck")
+CRITERIA = Registry("criterion")
+SAMPLERS = Registry("pixel sampler")
+TARGETS = Registry("target")
 DATASETS = Registry("dataset")
 TRANSFORMS = Registry("transform")
 OPTIMIZERS = Registry("optimizer")
@@ -201,6 +205,10 @@ REGISTRIES: dict[str, Registry] = {
     "heads": HEADS,
     "segmentors": SEGMENTORS,
     "losses": LOSSES,
+    "necks": NECKS,
+    "criteria": CRITERIA,
+    "samplers": SAMPLERS,
+    "targets": TARGETS,
     "datasets": DATASETS,
     "transforms": TRANSFORMS,
     "optimizers": OPTIMIZERS,
