@@ -31,3 +31,4 @@ __version__ = "0.1.0"
 from . import data, models  # noqa: E402,F401  (registers the built-in components)
 from .engine import optim as _optim  # noqa: E402,F401
 from .recipe import load_recipe  # noqa: E402,F401
+from .api import build_model  # noqa: E402,F401

@@ -91,6 +91,19 @@ def dry_run_summary(trainer) -> dict:
     }
 
 
+def build_model(recipe: str | Path | Recipe, overrides: list[str] = (), *, pretrained: bool = True) -> torch.nn.Module:
+    """The segmentor a recipe describes (``timm.create_model``'s role): a path or a loaded :class:`Recipe`.
+
+    ``pretrained=False`` skips the backbone's pretrained weights (load a checkpoint next).
+    """
+    from .models.build import build_segmentor
+
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides=list(overrides))
+    if overrides and isinstance(recipe, Recipe):
+        raise SegkitError("overrides apply to a recipe path; apply them before loading the Recipe")
+    return build_segmentor(rec, pretrained=pretrained)
+
+
 def print_recipe(recipe: str | Path, overrides: list[str] = (), work_dir: str | None = None) -> str:
     """The fully resolved recipe as TOML."""
     return recipe_to_toml(load_recipe(recipe, list(overrides), work_dir=work_dir))

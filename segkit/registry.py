@@ -130,43 +130,102 @@ class Registry:
         """Check a table against the component's signature; return the kwargs coerced by the type hints.
 
         ``provided`` names arguments the build code passes itself (they must not be missing from ``cfg``).
+        Nested tables annotated ``Annotated[dict, TableOf(callable)]`` are checked against that callable's
+        signature in turn, with their own TOML path (``backbone.hiera_cfg.depht``).
         """
         if not isinstance(cfg, dict) or "type" not in cfg:
             raise RecipeError(path, f"expected a table with a 'type' key naming a {self.kind}")
         name = cfg["type"]
         prefix = f"{path}." if path else ""
         obj = self.get(name, path=f"{prefix}type")
-        params = self.parameters(name)
-        hints = _hints(obj)
         kwargs = {k: v for k, v in cfg.items() if k != "type"}
-        if not self.accepts_any_keyword(name):
-            for key in kwargs:
-                if key not in params:
-                    raise RecipeError(
-                        f"{prefix}{key}", f"{name} takes no '{key}'{did_you_mean(key, params)}"
-                    )
-        for pname, param in params.items():
-            if pname in kwargs:
-                annotation = hints.get(pname)
-                adapter = _adapter(annotation) if annotation is not None and annotation is not Any else None
-                if adapter is not None:
-                    try:
-                        kwargs[pname] = adapter.validate_python(kwargs[pname])
-                    except pydantic.ValidationError as exc:
-                        err = exc.errors()[0]
-                        raise RecipeError(
-                            f"{prefix}{pname}",
-                            f"{err['msg']} (got {kwargs[pname]!r}; {name} expects {_type_name(annotation)})",
-                        ) from None
-            elif param.default is inspect.Parameter.empty and pname not in provided:
-                raise RecipeError(f"{prefix}{pname}", f"{name} needs '{pname}' and the recipe does not give it")
-        return kwargs
+        return validate_arguments(obj, kwargs, path, provided=provided, what=name)
 
     def build(self, cfg: dict, path: str = "", **extra: Any) -> Any:
         """Validate ``cfg`` and construct the component; ``extra`` are arguments supplied by the build code."""
         kwargs = self.validate(cfg, path, provided=tuple(extra))
         obj = self.get(cfg["type"])
         return obj(**{**kwargs, **extra})
+
+
+class TableOf:
+    """Marks a nested recipe table as the keyword arguments of ``target``: ``Annotated[dict, TableOf(Hiera)]``.
+
+    The registry checks such a table key by key against ``target``'s signature (unknown keys, missing required
+    ones, types), exactly as it checks a component table, and reports errors at the nested TOML path.
+    """
+
+    def __init__(self, target: Callable, optional: tuple[str, ...] = ()) -> None:
+        self.target = target
+        self.optional = optional  # required parameters of ``target`` the owner supplies itself
+
+
+def _table_of(annotation: Any) -> TableOf | None:
+    """The ``TableOf`` marker of ``annotation`` (also inside ``X | None``), or None."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return next((m for m in annotation.__metadata__ if isinstance(m, TableOf)), None)
+    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        for arg in typing.get_args(annotation):
+            marker = _table_of(arg)
+            if marker is not None:
+                return marker
+    return None
+
+
+def _error_path(prefix: str, pname: str, loc: tuple) -> str:
+    """``backbone.cfg.key`` from a pydantic error location inside parameter ``pname``."""
+    parts = [pname]
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] += f"[{item}]"
+        elif item not in ("function-after", "function-before", "typed-dict", "list", "dict"):
+            parts.append(str(item))
+    return prefix + ".".join(parts)
+
+
+def validate_arguments(obj: Callable, kwargs: dict, path: str = "", provided: tuple[str, ...] = (),
+                       what: str | None = None) -> dict:
+    """Check ``kwargs`` against ``obj``'s signature and type hints; return them coerced.
+
+    Raises :class:`RecipeError` at ``path.<key>`` for an unknown key (with a suggestion), a missing required one,
+    or a value of the wrong type. Nested ``TableOf`` tables are checked recursively.
+    """
+    what = what or getattr(obj, "__name__", "this component")
+    prefix = f"{path}." if path else ""
+    sig = _signature(obj)
+    params = {p.name: p for p in sig.parameters.values()
+              if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    any_keyword = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    hints = _hints(obj)
+    kwargs = dict(kwargs)
+    if not any_keyword:
+        for key in kwargs:
+            if key not in params:
+                raise RecipeError(f"{prefix}{key}", f"{what} takes no '{key}'{did_you_mean(key, params)}")
+    for pname, param in params.items():
+        if pname in kwargs:
+            annotation = hints.get(pname)
+            marker = _table_of(annotation) if annotation is not None else None
+            if marker is not None and isinstance(kwargs[pname], dict):
+                kwargs[pname] = validate_arguments(marker.target, kwargs[pname], f"{prefix}{pname}",
+                                                   provided=marker.optional,
+                                                   what=f"{what}.{pname}")
+                continue
+            adapter = _adapter(annotation) if annotation is not None and annotation is not Any else None
+            if adapter is not None:
+                try:
+                    kwargs[pname] = adapter.validate_python(kwargs[pname])
+                except pydantic.ValidationError as exc:
+                    err = exc.errors()[0]
+                    where = _error_path(prefix, pname, tuple(err.get("loc", ())))
+                    if err.get("type") == "extra_forbidden":
+                        raise RecipeError(where, f"{what} takes no '{where.rsplit('.', 1)[-1]}' in {pname}") from None
+                    raise RecipeError(
+                        where, f"{err['msg']} (got {kwargs[pname]!r}; {what} expects {_type_name(annotation)})",
+                    ) from None
+        elif param.default is inspect.Parameter.empty and pname not in provided:
+            raise RecipeError(f"{prefix}{pname}", f"{what} needs '{pname}' and the recipe does not give it")
+    return kwargs
 
 
 def import_submodules(package: str) -> None:

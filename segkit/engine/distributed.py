@@ -49,6 +49,16 @@ def init_distributed(init_process_group_cfg: dict | None = None, device: str | N
     return DistContext(rank=rank, local_rank=local_rank, world_size=world, device=dev)
 
 
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of ``tensor`` over all ranks (a new tensor; the input is unchanged). The engine hands this to
+    segmentors as ``reduce_mean`` for statistics they keep (EMANet's bases, MCIBI's memory); not differentiable."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    reduced = tensor.detach().clone()
+    dist.all_reduce(reduced)
+    return reduced / dist.get_world_size()
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

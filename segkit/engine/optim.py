@@ -35,15 +35,18 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float | None, params
     if not params_rules:
         params = [p for p in model.parameters() if p.requires_grad or not filter_params]
         return [{"params": params}]
+    params_rules = translate_rule_keys(params_rules)
     keys = sorted(params_rules, key=lambda k: (-len(k), k))
     norm_types = _norm_types()
     groups: list[dict] = []
+    used: set[str] = set()
     for module_name, module in model.named_modules():
         for pname, param in module.named_parameters(recurse=False):
-            if filter_params and not param.requires_grad:
-                continue
             full = f"{module_name}.{pname}" if module_name else pname
             rule_key = next((k for k in keys if k in full), None)
+            used.add(rule_key)
+            if filter_params and not param.requires_grad:
+                continue
             if rule_key is not None:
                 rule = dict(params_rules[rule_key])
                 lr_mult, wd_mult = rule.get("lr_multiplier", 1.0), rule.get("wd_multiplier", 1.0)
@@ -62,7 +65,27 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float | None, params
             if weight_decay is not None:
                 group["weight_decay"] = weight_decay * wd_mult
             groups.append(group)
+    unused = [k for k in keys if k not in used]
+    if unused:
+        names = [n for n, _ in model.named_parameters()]
+        raise RecipeError(f"scheduler.optimizer.params_rules.{unused[0]}", "matches no parameter of the model (rule "
+                          "keys are substrings of parameter names such as "
+                          f"{', '.join(repr(n) for n in names[:1] + names[-1:])})")
     return groups
+
+
+SSSEG_RULE_PREFIXES: dict[str, str] = {"backbone_net": "backbone"}
+"""SSSegmentation's attribute names in ``params_rules`` keys -> segkit's module names (its configs key 17 rules on
+``backbone_net``; heads keep SSSegmentation's inner names such as ``decoder``, ``convs`` and ``query_embed``)."""
+
+
+def translate_rule_keys(params_rules: dict) -> dict:
+    """``params_rules`` with SSSegmentation's prefixes renamed (``backbone_net.stages.0`` -> ``backbone.stages.0``)."""
+    translated = {}
+    for key, rule in params_rules.items():
+        head, dot, rest = key.partition(".")
+        translated[SSSEG_RULE_PREFIXES.get(head, head) + dot + rest] = rule
+    return translated
 
 
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:

@@ -20,10 +20,13 @@ from ..recipe.toml_write import recipe_to_toml
 from .amp import Amp
 from .callbacks import Callback, Checkpointer, ProgressDisplay, RunLog, write_json
 from .checkpoint import load_checkpoint, load_model_weights
-from .distributed import DistContext, barrier
+from .distributed import DistContext, all_reduce_mean, barrier
 from .ema import ModelEMA
 from .evaluator import evaluate, inference_kwargs
 from .optim import build_optimizer, build_scheduler
+
+TARGET_KEYS: tuple[str, ...] = ("seg_target", "edge_target")
+"""Batch keys the criterion (and segmentors that declare ``uses_targets``) receive."""
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -115,6 +118,7 @@ class Trainer:
         self.ema = ModelEMA(self.model, r.ema_cfg.momentum, r.ema_cfg.device) if r.ema_cfg.momentum else None
         self.ddp = self.model
         if ctx.distributed:
+            self.model.reduce_mean = all_reduce_mean  # stateful segmentors average their statistics in forward
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids, **r.build_dist_model_cfg)
 
@@ -192,11 +196,16 @@ class Trainer:
         device = self.ctx.device
         self.last_lr = self.scheduler.update_lr(self.iteration)
         images = batch["image"].to(device, non_blocking=True)
-        targets = batch["seg_target"].to(device, non_blocking=True)
+        targets = {k: batch[k].to(device, non_blocking=True) for k in TARGET_KEYS if k in batch}
+        model = self.model
+        if model.uses_progress:
+            model.set_progress(epoch=self.epoch, iteration=self.iteration, lr=self.last_lr,
+                               max_epochs=self.max_epochs, max_iters=self.max_iters)
         self.optimizer.zero_grad(set_to_none=True)
         with self.amp.autocast():
-            outputs = self.ddp(images)
-            total, terms = self.criterion(outputs, targets)
+            outputs = self.ddp(images, targets) if model.uses_targets else self.ddp(images)
+            terms = self.criterion(outputs, targets)
+            total = torch.stack(list(terms.values())).sum()
         self.amp.backward_and_step(total, self.optimizer,
                                    clip=self.scheduler.clip_gradients if self.scheduler.clipgrad else None)
         if self.ema is not None:

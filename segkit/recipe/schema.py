@@ -144,9 +144,11 @@ class Recipe(Strict):
     norm_cfg: dict[str, Any] | None = Field(default_factory=lambda: {"type": "SyncBatchNorm"})
     act_cfg: dict[str, Any] | None = Field(default_factory=lambda: {"type": "ReLU", "inplace": True})
     backbone: dict[str, Any]
+    neck: dict[str, Any] | None = None
     head: dict[str, Any] = Field(default_factory=dict)
     auxiliary: dict[str, Any] | list[dict[str, Any]] | None = None
-    losses: dict[str, dict[str, Any] | list[dict[str, Any]]]
+    losses: dict[str, dict[str, Any] | list[dict[str, Any]]] = Field(default_factory=dict)
+    criterion: dict[str, Any] | None = None
     inference: InferenceCfg = Field(default_factory=InferenceCfg)
     scheduler: SchedulerCfg = Field(default_factory=SchedulerCfg)
     dataset: DatasetCfg

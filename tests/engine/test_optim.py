@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from segkit.engine.optim import build_optimizer, build_scheduler, param_groups
+from segkit.errors import RecipeError
 from segkit.recipe.schema import OptimizerCfg, SchedulerCfg, WarmupCfg
 
 
@@ -49,15 +50,38 @@ class Tiny(nn.Module):
         self.decoder = nn.Conv2d(4, 2, 1)
 
 
+class Named(nn.Module):
+    """Tiny with segkit's module names (``backbone``, ``decoder``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = Tiny().backbone_net
+        self.decoder = Tiny().decoder
+
+
 def test_params_rules_longest_substring_wins_and_base_setting():
-    rules = {"backbone_net": {"lr_multiplier": 0.1}, "backbone_net.0": {"lr_multiplier": 0.5, "wd_multiplier": 0.0}}
-    groups = param_groups(Tiny(), lr=1.0, weight_decay=0.01, params_rules=rules,
+    rules = {"backbone": {"lr_multiplier": 0.1}, "backbone.0": {"lr_multiplier": 0.5, "wd_multiplier": 0.0}}
+    groups = param_groups(Named(), lr=1.0, weight_decay=0.01, params_rules=rules,
                           base_setting={"norm_wd_multiplier": 0.0, "bias_lr_multiplier": 2.0}, filter_params=False)
     by_name = {g["name"]: g for g in groups}
-    assert by_name["backbone_net.0.weight"]["lr"] == 0.5 and by_name["backbone_net.0.weight"]["weight_decay"] == 0
-    assert by_name["backbone_net.1.weight"]["lr"] == pytest.approx(0.1)
+    assert by_name["backbone.0.weight"]["lr"] == 0.5 and by_name["backbone.0.weight"]["weight_decay"] == 0
+    assert by_name["backbone.1.weight"]["lr"] == pytest.approx(0.1)
     assert by_name["decoder.bias"]["lr"] == 2.0          # base_setting: bias of a non-norm layer
     assert by_name["decoder.weight"]["weight_decay"] == 0.01
+
+
+def test_ssseg_backbone_net_rules_are_translated_to_segkits_backbone():
+    rules = {"backbone_net": {"lr_multiplier": 0.1}, "backbone_net.0": {"lr_multiplier": 0.5}}
+    by_name = {g["name"]: g for g in param_groups(Named(), lr=1.0, weight_decay=None, params_rules=rules,
+                                                  base_setting={}, filter_params=False)}
+    assert by_name["backbone.0.weight"]["lr"] == 0.5 and by_name["backbone.1.weight"]["lr"] == pytest.approx(0.1)
+    assert by_name["backbone.0.weight"]["rule_key"] == "backbone.0"
+
+
+def test_a_rule_that_matches_no_parameter_is_an_error_naming_it():
+    with pytest.raises(RecipeError, match=r"scheduler.optimizer.params_rules.query_embed: matches no parameter"):
+        param_groups(Named(), lr=1.0, weight_decay=None, params_rules={"decoder": {}, "query_embed": {}},
+                     base_setting={}, filter_params=False)
 
 
 def test_scheduler_applies_group_multipliers():

@@ -37,9 +37,10 @@ def _error(recipe) -> str:
     ({"norm_cfg": {"type": "BatchNorm2d", "momentun": 0.1}}, "norm_cfg.momentun: BatchNorm2d takes no 'momentun'"),
     ({"backbone": {**TINY_BACKBONE, "norm_cfg": {"type": "GroupNorm"}}}, "backbone.norm_cfg.num_groups: "),
     ({"head": {"act_cfg": {"type": "ReLU7"}}}, "head.act_cfg.type: unknown activation 'ReLU7'; did you mean"),
-    ({"head": {"type": "AuxiliaryHead"}}, "head.type: the FCN segmentor uses FCNHead"),
+    ({"head": {"type": "FCNHeat"}}, "head.type: unknown head 'FCNHeat'; did you mean 'FCNHead'?"),
+    ({"head": {"in_index": [0, 9]}}, "head.in_index: 9 is out of range for 2 features"),
     ({"backbone": {**TINY_BACKBONE, "selected_indices": [2, 4]}}, "backbone.selected_indices: 4 is out of range"),
-    ({"auxiliary": [{}, {}]}, "auxiliary: 2 auxiliary head(s) need as many selected backbone features"),
+    ({"auxiliary": [{}, {}]}, "auxiliary: 2 auxiliary head(s) need as many features before the last one"),
     ({"head": {"num_convs": -1}}, "head.num_convs: num_convs must be >= 0"),
 ])
 def test_recipe_errors_name_their_toml_path(overrides, expected):
@@ -48,12 +49,15 @@ def test_recipe_errors_name_their_toml_path(overrides, expected):
 
 def test_in_channels_are_derived_and_checked():
     plan = validate_model(make_recipe())
-    assert plan.head.kwargs["in_channels"] == 64 and plan.aux[0].kwargs["in_channels"] == 32
-    assert [info["num_chs"] for info in plan.feature_info] == [32, 64]
+    segmentor = build_segmentor(make_recipe())
+    assert segmentor.head.convs[0].conv.in_channels == 64 and segmentor.aux_heads[0].convs[0].conv.in_channels == 32
+    assert plan.feature_info.channels == [32, 64] and plan.output_names == ["out", "aux"]
     message = _error(make_recipe(head={"in_channels": 32}))
-    assert message == "head.in_channels: 32 does not match the backbone's selected feature (64 channels)"
+    assert message == "head.in_channels: 32 does not match the features it reads (in_index -1: 64 channels)"
     message = _error(make_recipe(auxiliary={"in_channels": 64}))
-    assert message == "auxiliary.in_channels: 64 does not match the backbone's selected feature (32 channels)"
+    assert message == "auxiliary.in_channels: 64 does not match the features it reads (in_index -2: 32 channels)"
+    message = _error(make_recipe(head={"in_index": 5}))
+    assert message.startswith("head.in_index: 5 is out of range for 2 features")
 
 
 def test_fcn_r50_voc_mismatch_message():
@@ -61,11 +65,11 @@ def test_fcn_r50_voc_mismatch_message():
 
     recipe = fcn_r50_voc_recipe()
     recipe.head["in_channels"] = 1024
-    assert _error(recipe) == "head.in_channels: 1024 does not match the backbone's selected feature (2048 channels)"
+    assert _error(recipe) == "head.in_channels: 1024 does not match the features it reads (in_index -1: 2048 channels)"
 
 
 def test_loss_keys_must_match_the_outputs():
-    assert "losses: no loss for loss_aux" in _error(make_recipe(losses={"loss_cls": CE}))
+    assert "losses: no loss supervises the output 'aux' of FCN" in _error(make_recipe(losses={"loss_cls": CE}))
     extra = _error(make_recipe(auxiliary=None))
     assert extra.startswith("losses.loss_aux: the FCN segmentor has no output 'aux' (its training outputs: out)")
     assert "losses.aux: loss names look like" in _error(make_recipe(losses={"loss_cls": CE, "aux": CE}))
@@ -116,6 +120,5 @@ def test_missing_pretrained_file_is_reported_at_validation(tmp_path):
 def test_pretrained_false_ignores_an_absent_pretrained_file(tmp_path, no_network):
     recipe = make_recipe(backbone={**TINY_BACKBONE, "pretrained": True,
                                    "pretrained_model_path": str(tmp_path / "elsewhere.pth")})
-    plan = validate_model(recipe, pretrained=False)
-    assert plan.backbone.kwargs["pretrained"] is False and plan.backbone.kwargs["pretrained_model_path"] == ""
+    validate_model(recipe, pretrained=False)
     assert build_segmentor(recipe, pretrained=False) is not None

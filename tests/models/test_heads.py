@@ -54,6 +54,7 @@ def test_auxiliary_head_matches_ssseg_default_decoder():
 def test_auxiliary_head_upsample_and_no_convs():
     head = AuxiliaryHead(in_channels=8, num_classes=3, out_channels=4, num_convs=2, norm_cfg=BN,
                          upsample={"scale_factor": 2, "mode": "bilinear", "align_corners": False})
-    assert head(torch.randn(1, 8, 4, 4)).shape == (1, 3, 16, 16)
-    bare = AuxiliaryHead(in_channels=8, num_classes=3, num_convs=0)
-    assert bare.classifier.in_channels == 8 and bare(torch.randn(1, 8, 4, 4)).shape == (1, 3, 4, 4)
+    feature = torch.randn(1, 8, 4, 4)
+    assert head([feature, torch.randn(1, 16, 2, 2)]).shape == (1, 3, 16, 16)  # reads in_index -2 by default
+    bare = AuxiliaryHead(in_channels=8, num_classes=3, num_convs=0, in_index=0)
+    assert bare.classifier.in_channels == 8 and bare([feature]).shape == (1, 3, 4, 4)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from segkit import LOSSES
-from segkit.models.losses import Criterion, CrossEntropyLoss, loss_for_output, output_for_loss
+from segkit.models.losses import CrossEntropyLoss, loss_for_output, output_for_loss
 
 WEIGHTS = [0.2, 1.0, 3.0, 0.5]
 
@@ -120,34 +120,6 @@ def test_loss_names_map_to_outputs():
     assert [loss_for_output(n) for n in ("out", "aux", "aux2")] == ["loss_cls", "loss_aux", "loss_aux2"]
     with pytest.raises(ValueError):
         output_for_loss("cls")
-
-
-def test_criterion_resizes_each_output_and_sums_terms():
-    generator = torch.Generator().manual_seed(1)
-    outputs = {"out": torch.randn(2, 4, 8, 8, generator=generator),
-               "aux": torch.randn(2, 4, 4, 4, generator=generator)}
-    target = torch.randint(0, 4, (2, 32, 32), generator=generator)
-    criterion = Criterion({
-        "loss_cls": [CrossEntropyLoss(), CrossEntropyLoss(use_sigmoid=True, scale_factor=0.5)],
-        "loss_aux": [CrossEntropyLoss(scale_factor=0.4)],
-    }, align_corners=False)
-    total, losses = criterion(outputs, target)
-
-    def up(x):
-        return F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
-
-    expected_cls = F.cross_entropy(up(outputs["out"]), target) + CrossEntropyLoss(
-        use_sigmoid=True, scale_factor=0.5)(up(outputs["out"]), target)
-    expected_aux = 0.4 * F.cross_entropy(up(outputs["aux"]), target)
-    assert set(losses) == {"loss_cls", "loss_aux"}
-    assert torch.allclose(losses["loss_cls"], expected_cls) and torch.allclose(losses["loss_aux"], expected_aux)
-    assert torch.allclose(total, expected_cls + expected_aux)
-
-
-def test_criterion_names_a_missing_output():
-    criterion = Criterion({"loss_cls": [CrossEntropyLoss()], "loss_aux": [CrossEntropyLoss()]})
-    with pytest.raises(KeyError, match="loss_aux supervises output 'aux'"):
-        criterion({"out": torch.randn(1, 2, 4, 4)}, torch.zeros(1, 4, 4, dtype=torch.long))
 
 
 # ------------------------------------------------------------------------------------------------------------------

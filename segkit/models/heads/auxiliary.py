@@ -6,19 +6,21 @@ import torch
 from torch import nn
 
 from ...registry import HEADS
+from ..features import InIndex
 from ..layers import DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ArgumentError, ConvNormAct
+from .base import Head
 
 
 @HEADS.register("AuxiliaryHead")
-class AuxiliaryHead(nn.Module):
+class AuxiliaryHead(Head):
     """``num_convs`` x [3x3 conv (no bias) -> norm -> act (-> ``nn.Upsample(**upsample)``)] -> Dropout2d -> 1x1.
 
-    ``num_convs=0`` leaves Dropout2d -> 1x1 classifier from ``in_channels``. Takes one feature map (the segmentor
-    picks it: the second-to-last selected feature, or the last N before it for a list of heads) and returns logits.
+    ``num_convs=0`` leaves Dropout2d -> 1x1 classifier from ``in_channels``. Reads the feature at ``in_index``: by
+    default the second-to-last (one head), or for a list of N heads the N features before the last, as
+    SSSegmentation's ``features[:-1][-N:]``.
     """
 
     is_auxiliary = True
-    """Auxiliary heads take one feature map; recipe ``auxiliary`` tables may only name heads that declare this."""
 
     def __init__(
         self,
@@ -30,8 +32,9 @@ class AuxiliaryHead(nn.Module):
         norm_cfg: dict | None = DEFAULT_NORM_CFG,
         act_cfg: dict | None = DEFAULT_ACT_CFG,
         upsample: dict | None = None,
+        in_index: InIndex = -2,
     ) -> None:
-        super().__init__()
+        super().__init__(in_index)
         if num_convs < 0:
             raise ArgumentError("num_convs", f"num_convs must be >= 0, got {num_convs}")
         self.in_channels = in_channels
@@ -46,5 +49,5 @@ class AuxiliaryHead(nn.Module):
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(out_channels if num_convs > 0 else in_channels, num_classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.convs(x)))
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        return self.classifier(self.dropout(self.convs(self.select(features))))

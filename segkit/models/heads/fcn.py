@@ -6,14 +6,17 @@ import torch
 from torch import nn
 
 from ...registry import HEADS
+from ..features import InIndex
 from ..layers import DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ArgumentError, ConvNormAct
+from .base import Head
 
 
 @HEADS.register("FCNHead")
-class FCNHead(nn.Module):
+class FCNHead(Head):
     """``num_convs`` x [3x3 conv (no bias) -> norm -> act] -> Dropout2d -> 1x1 classifier, on the last feature map.
 
-    ``num_convs=0`` leaves Dropout2d -> 1x1 classifier from ``in_channels``. ``concat_input`` (mmseg's option)
+    Reads the feature at ``in_index`` (the last by default). ``num_convs=0`` leaves Dropout2d -> 1x1 classifier
+    from ``in_channels``. ``concat_input`` (mmseg's option)
     concatenates the input with the conv output and fuses them with one more 3x3 conv-norm-act. Logits are returned
     at the feature map's resolution.
     """
@@ -28,8 +31,9 @@ class FCNHead(nn.Module):
         norm_cfg: dict | None = DEFAULT_NORM_CFG,
         act_cfg: dict | None = DEFAULT_ACT_CFG,
         concat_input: bool = False,
+        in_index: InIndex = -1,
     ) -> None:
-        super().__init__()
+        super().__init__(in_index)
         if num_convs < 0:
             raise ArgumentError("num_convs", f"num_convs must be >= 0, got {num_convs}")
         if concat_input and num_convs == 0:
@@ -50,7 +54,7 @@ class FCNHead(nn.Module):
         self.classifier = nn.Conv2d(feats_channels if num_convs > 0 else in_channels, num_classes, 1)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        x = features[-1]
+        x = self.select(features)
         out = self.convs(x)
         if self.conv_cat is not None:
             out = self.conv_cat(torch.cat([x, out], dim=1))

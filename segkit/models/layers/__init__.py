@@ -1,6 +1,7 @@
 """Shared building blocks: norm/activation factories, conv-norm-act."""
 
 from .conv import ConvNormAct
+from .dsconv import DepthwiseSeparableConv2d
 from .errors import ArgumentError
 from .norm_act import (
     GRN,
@@ -25,6 +26,7 @@ __all__ = [
     "ConvNormAct",
     "DEFAULT_ACT_CFG",
     "DEFAULT_NORM_CFG",
+    "DepthwiseSeparableConv2d",
     "GRN",
     "HardSigmoid",
     "LayerNorm2d",

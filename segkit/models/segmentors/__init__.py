@@ -1,9 +1,9 @@
-"""Segmentors: ``forward(images) -> {"out": logits, "aux"...: logits while training}``, built from objects."""
+"""Segmentors: ``forward(images[, targets]) -> {"out": logits, ...}``; each builds itself from its recipe tables."""
 
-from .base import EncoderDecoder, aux_output_names
-from .fcn import FCN
+from .base import EncoderDecoder, Route, Segmentor, aux_output_names
+from .fcn import FCN, DepthwiseSeparableFCN
 
-__all__ = ["FCN", "EncoderDecoder", "aux_output_names"]
+__all__ = ["FCN", "DepthwiseSeparableFCN", "EncoderDecoder", "Route", "Segmentor", "aux_output_names"]
 
 from ...registry import import_submodules as _import_submodules  # noqa: E402
 
