@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...registry import NECKS
+from ..layers.feature2pyramid import _GELU, _SYNC_BN
 from ..layers.feature2pyramid import Feature2Pyramid as _Feature2Pyramid
 
 
@@ -12,7 +13,7 @@ class Feature2PyramidNeck(_Feature2Pyramid):
     SSSegmentation's ``head.feature2pyramid``. ``in_channels`` are derived; each must equal ``embed_dim``."""
 
     def __init__(self, in_channels: list[int], embed_dim: int, rescales: tuple[float, ...] = (4, 2, 1, 0.5),
-                 norm_cfg: dict | None = {"type": "SyncBatchNorm"}, act_cfg: dict | None = {"type": "GELU"},
+                 norm_cfg: dict | None = _SYNC_BN, act_cfg: dict | None = _GELU,
                  in_strides: list[int] | None = None) -> None:
         super().__init__(embed_dim, rescales, norm_cfg=norm_cfg, act_cfg=act_cfg)
         from ..layers import ArgumentError
