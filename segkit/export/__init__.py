@@ -62,6 +62,9 @@ def export_model(
     are missing, or the exported model differs from eager PyTorch by more than ``atol``.
     """
     backend = get_backend(format)
+    if not getattr(model, "exportable", True):
+        reason = getattr(model, "not_exportable_reason", "") or "it is marked not exportable"
+        raise SegkitError(f"{type(model).__name__} cannot be exported: {reason}")
     backend.check_available()
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 4 or min(shape) < 1:
