@@ -1,0 +1,144 @@
+"""PSPNet, Deeplabv3, Deeplabv3Plus, UPerNet, APCNet and DMNet: SSSegmentation's parameter counts, shapes, and what
+each head and block does.
+
+The reference counts were obtained by building SSSegmentation 1.7.0's own segmentors (``BuildSegmentor(cfg,
+'TRAIN')`` from ``ssseg/configs/<dir>/<config>.py`` with ``backbone.pretrained = False``) in a separate script;
+SSSeg is not a test dependency, so they are written out here, each with the config it came from. Loading that
+SSSeg model's state dict into segkit's (``convert_ssseg_state_dict``) gave identical eval logits for every config.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segkit.errors import RecipeError
+from segkit.models import build_segmentor
+from segkit.models.heads.aspp import ASPPHead
+from segkit.models.heads.psp import PSPHead
+from segkit.models.layers import ConvNormAct
+from segkit.models.layers.aspp import ASPP
+from segkit.models.layers.ppm import PPM
+
+from .helpers import BN, count_parameters, images, make_recipe
+
+R50_D8 = {"type": "ResNet", "structure_type": "resnet50conv3x3stem", "outstride": 8, "pretrained": False,
+          "selected_indices": [2, 3]}
+"""SSSegmentation's ``resnet50os8`` backbone table (ResNet-50-D8, 3x3 stem)."""
+R50_D8_ALL = {**R50_D8, "selected_indices": [0, 1, 2, 3]}
+AUX_R50 = {"in_channels": 1024, "out_channels": 512, "dropout": 0.1}
+
+
+def ssseg_recipe(type_: str, head: dict, num_classes: int, backbone: dict = R50_D8, **fields):
+    return make_recipe(type=type_, num_classes=num_classes, norm_cfg={"type": "SyncBatchNorm"},
+                       backbone=dict(backbone), head=dict(head), auxiliary=dict(AUX_R50), **fields)
+
+
+def _features(*shapes: tuple[int, int, int], batch: int = 2, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, *shape, generator=generator) for shape in shapes]
+
+
+# ----------------------------------------------------------------------------------------------- PSPNet
+
+PSP_HEAD = {"in_channels": 2048, "feats_channels": 512, "pool_scales": [1, 2, 3, 6], "dropout": 0.1}
+
+
+@pytest.mark.parametrize(("num_classes", "expected"), [
+    (150, 51_474_572),  # SSSeg pspnet/pspnet_resnet50os8_ade20k
+    (21, 51_342_218),  # SSSeg pspnet/pspnet_resnet50os8_voc
+])
+def test_pspnet_resnet50os8_has_ssseg_parameter_count(num_classes, expected):
+    segmentor = build_segmentor(ssseg_recipe("PSPNet", PSP_HEAD, num_classes), pretrained=False)
+    assert count_parameters(segmentor) == expected
+    # SSSeg: ppm_net 23,073,792; decoder 512*K + K; auxiliary decoder 4,796,566 (ADE20k)
+    assert count_parameters(segmentor.head.ppm_net) == 23_073_792
+    assert count_parameters(segmentor.head.decoder) == 513 * num_classes
+    assert isinstance(segmentor.head, PSPHead)
+
+
+def test_ppm_concatenates_the_input_and_one_upsampled_branch_per_scale():
+    ppm = PPM(8, 4, (1, 2, 3), norm_cfg=BN, act_cfg={"type": "ReLU"}).eval()
+    assert [branch[0].output_size for branch in ppm.branches] == [1, 2, 3]
+    assert all(isinstance(branch[1], ConvNormAct) and branch[1].conv.kernel_size == (1, 1) for branch in ppm.branches)
+    assert ppm.bottleneck.conv.in_channels == 8 + 3 * 4 and ppm.bottleneck.conv.kernel_size == (3, 3)
+    x = torch.randn(2, 8, 7, 9)
+    assert ppm(x).shape == (2, 4, 7, 9) and ppm.out_channels == 4
+    plain = PPM(8, 4, (1, 2), bottleneck=False, norm_cfg=BN).eval()
+    out = plain(x)
+    assert out.shape == (2, 8 + 2 * 4, 7, 9) and plain.out_channels == 16 and plain.bottleneck is None
+    assert torch.equal(out[:, :8], x)
+    # the scale-1 branch is the image-level context: the same vector at every position
+    assert torch.allclose(out[:, 8:12], out[:, 8:12, :1, :1].expand(-1, -1, 7, 9))
+
+
+def test_ppm_branches_follow_align_corners():
+    x = torch.randn(1, 4, 8, 8)
+    outs = [PPM(4, 2, (2,), align_corners=a, bottleneck=False, norm_cfg=None).eval()(x) for a in (False, True)]
+    assert not torch.allclose(outs[0], outs[1])
+
+
+def test_ppm_rejects_bad_pool_scales():
+    with pytest.raises(RecipeError, match="pool_scales"):
+        PPM(8, 4, (1, 0))
+    with pytest.raises(RecipeError, match=r"head\.pool_scales"):
+        build_segmentor(make_recipe(type="PSPNet", head={"feats_channels": 8, "pool_scales": [1, -2]}))
+
+
+def test_psp_head_logits_at_the_last_feature_resolution():
+    head = PSPHead(16, 5, feats_channels=8, norm_cfg=BN).eval()
+    features = _features((8, 16, 16), (16, 8, 8))
+    assert head(features).shape == (2, 5, 8, 8)
+
+
+# ----------------------------------------------------------------------------------------------- Deeplabv3
+
+ASPP_HEAD = {"in_channels": 2048, "feats_channels": 512, "dilations": [1, 12, 24, 36], "dropout": 0.1}
+
+
+@pytest.mark.parametrize(("num_classes", "expected"), [
+    (150, 70_612_108),  # SSSeg deeplabv3/deeplabv3_resnet50os8_ade20k (dilations 1, 12, 24, 36)
+    (21, 70_479_754),  # SSSeg deeplabv3/deeplabv3_resnet50os8_voc
+])
+def test_deeplabv3_resnet50os8_has_ssseg_parameter_count(num_classes, expected):
+    segmentor = build_segmentor(ssseg_recipe("Deeplabv3", ASPP_HEAD, num_classes), pretrained=False)
+    assert count_parameters(segmentor) == expected
+    assert count_parameters(segmentor.head.aspp_net) == 42_211_328  # SSSeg's aspp_net
+    assert isinstance(segmentor.head, ASPPHead)
+
+
+def test_aspp_branches_are_1x1_for_dilation_1_and_atrous_3x3_otherwise():
+    aspp = ASPP(8, 4, (1, 2, 5), norm_cfg=BN).eval()
+    convs = [branch.conv for branch in aspp.parallel_branches]
+    assert [(c.kernel_size, c.dilation, c.padding) for c in convs] == [
+        ((1, 1), (1, 1), (0, 0)), ((3, 3), (2, 2), (2, 2)), ((3, 3), (5, 5), (5, 5))]
+    assert isinstance(aspp.global_branch[0], torch.nn.AdaptiveAvgPool2d)
+    assert aspp.bottleneck.conv.in_channels == 4 * 4 and aspp.bottleneck.conv.kernel_size == (3, 3)
+    assert aspp(torch.randn(2, 8, 9, 7)).shape == (2, 4, 9, 7)
+
+
+def test_aspp_image_pooling_branch_is_constant_over_the_map():
+    aspp = ASPP(6, 3, (1,), norm_cfg=None, act_cfg=None).eval()
+    x = torch.randn(1, 6, 5, 5)
+    pooled = aspp.global_branch(x)
+    up = F.interpolate(pooled, size=(5, 5), mode="bilinear", align_corners=False)
+    assert torch.allclose(up, pooled.expand(-1, -1, 5, 5))
+    expected = aspp.bottleneck(torch.cat([aspp.parallel_branches[0](x), up], dim=1))
+    assert torch.allclose(aspp(x), expected)
+
+
+def test_aspp_head_logits_at_the_last_feature_resolution():
+    head = ASPPHead(16, 3, feats_channels=8, dilations=(1, 2), norm_cfg=BN).eval()
+    assert head(_features((8, 16, 16), (16, 8, 8))).shape == (2, 3, 8, 8)
+    with pytest.raises(RecipeError, match="dilations"):
+        ASPPHead(16, 3, dilations=(1, 0))
+
+
+@pytest.mark.parametrize("type_", ["PSPNet", "Deeplabv3"])
+def test_heads_read_the_last_selected_feature_and_aux_the_one_before(type_):
+    segmentor = build_segmentor(make_recipe(type=type_, head={"feats_channels": 8}), pretrained=False)
+    assert segmentor.head.in_index == -1 and segmentor.head.in_channels == 64
+    assert segmentor.aux_heads[0].in_channels == 32
+    outputs = segmentor.train()(images(2, 64))
+    assert list(outputs) == ["out", "aux"] and outputs["out"].shape == (2, 4, 8, 8)
