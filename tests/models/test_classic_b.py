@@ -1,0 +1,144 @@
+"""Segformer, SemanticFPN, LRASPPNet, SETRUP, SETRMLA and FastFCN: SSSegmentation parameter counts, shapes and
+behaviour.
+
+The SSSegmentation numbers were obtained by building SSSegmentation 1.7.0's own segmentor classes from its configs
+(``ssseg/configs/<dir>/<config>.py``, backbone ``pretrained=False``) and counting ``model.parameters()``: the whole
+segmentor, and everything outside ``backbone_net`` (the decoder side, which this family adds).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from segkit.errors import RecipeError
+from segkit.models.build import ModelBuilder, segmentor_class
+
+from .helpers import BN, CE, count_parameters, images, make_recipe
+
+SYNC_BN = {"type": "SyncBatchNorm"}
+LN = {"type": "LayerNorm", "eps": 1e-6}
+
+
+def meta_segmentor(recipe):
+    """The segmentor of ``recipe`` built on the meta device (no memory, no weights)."""
+    return segmentor_class(recipe).from_recipe(ModelBuilder(recipe, pretrained=False, probe=True))
+
+
+def counts(segmentor) -> tuple[int, int]:
+    """(all parameters, parameters outside the backbone)."""
+    total = count_parameters(segmentor)
+    return total, total - count_parameters(segmentor.backbone)
+
+
+def build(recipe):
+    torch.manual_seed(0)
+    return segmentor_class(recipe).from_recipe(ModelBuilder(recipe, pretrained=False))
+
+
+# ----------------------------------------------------------------------------------------------- Segformer
+
+MIT = {"type": "MixVisionTransformer", "pretrained": False, "selected_indices": [0, 1, 2, 3], "norm_cfg": LN}
+
+
+def segformer_recipe(structure_type: str, num_classes: int = 150):
+    return make_recipe(type="Segformer", num_classes=num_classes, norm_cfg=SYNC_BN,
+                       backbone={**MIT, "structure_type": structure_type},
+                       head={"feats_channels": 256, "dropout": 0.1}, auxiliary=[], losses={"loss_cls": CE})
+
+
+# segformer_mit{b0..b5}_ade20k: (whole segmentor, outside backbone_net) in SSSegmentation 1.7.0
+SSSEG_SEGFORMER = {
+    "mit-b0": (3_753_718, 434_326),
+    "mit-b1": (13_716_822, 565_398),
+    "mit-b2": (24_761_686, 565_398),
+    "mit-b3": (44_637_526, 565_398),
+    "mit-b4": (61_408_086, 565_398),
+    "mit-b5": (82_008_406, 565_398),
+}
+
+
+@pytest.mark.parametrize("structure_type", sorted(SSSEG_SEGFORMER))
+def test_segformer_parameter_counts_match_ssseg(structure_type):
+    assert counts(meta_segmentor(segformer_recipe(structure_type))) == SSSEG_SEGFORMER[structure_type]
+
+
+def test_segformer_keeps_ssseg_module_names_and_outputs_at_stride_4():
+    recipe = make_recipe(type="Segformer", backbone={**MIT, "embed_dims": 8, "num_layers": [1, 1, 1, 1],
+                                                     "num_heads": [1, 2, 2, 4]},
+                         head={"feats_channels": 16}, auxiliary=[], losses={"loss_cls": CE})
+    segmentor = build(recipe).eval()
+    names = [n for n, _ in segmentor.head.named_parameters()]
+    assert all(n.startswith(("convs.", "decoder.")) for n in names)  # SSSeg's params_rules keys
+    assert len(segmentor.head.convs) == 4
+    with torch.no_grad():
+        out = segmentor(images(1, 64))["out"]
+    assert out.shape == (1, 4, 16, 16)
+
+
+# ----------------------------------------------------------------------------------------------- SemanticFPN
+
+def semanticfpn_recipe(depth: int, num_classes: int):
+    backbone = {"type": "ResNet", "depth": depth, "structure_type": f"resnet{depth}conv3x3stem", "pretrained": False,
+                "outstride": 32, "use_conv3x3_stem": True, "selected_indices": [0, 1, 2, 3]}
+    head = {"feats_channels": 256, "upsample_cfg": {"mode": "nearest"}, "feature_stride_list": [4, 8, 16, 32],
+            "scale_head_channels": 128, "dropout": 0.1}
+    return make_recipe(type="SemanticFPN", num_classes=num_classes, norm_cfg=SYNC_BN, backbone=backbone, head=head,
+                       auxiliary=[], losses={"loss_cls": CE})
+
+
+# semanticfpn_resnet{50,101}os32_{ade20k,cityscapes,voc}: (whole segmentor, outside backbone_net)
+SSSEG_SEMANTICFPN = {
+    (50, 150): (28_516_854, 4_989_590),
+    (50, 19): (28_499_955, 4_972_691),
+    (50, 21): (28_500_213, 4_972_949),
+    (101, 150): (47_508_982, 4_989_590),
+    (101, 19): (47_492_083, 4_972_691),
+    (101, 21): (47_492_341, 4_972_949),
+}
+
+
+@pytest.mark.parametrize(("depth", "num_classes"), sorted(SSSEG_SEMANTICFPN))
+def test_semanticfpn_parameter_counts_match_ssseg(depth, num_classes):
+    segmentor = meta_segmentor(semanticfpn_recipe(depth, num_classes))
+    assert counts(segmentor) == SSSEG_SEMANTICFPN[(depth, num_classes)]
+    head = segmentor.head
+    # SSSeg: fpn_neck 3,346,432, scale_heads 1,623,808 (ResNet-50/101 default config)
+    assert (count_parameters(head.fpn_neck), count_parameters(head.scale_heads)) == (3_346_432, 1_623_808)
+    assert [len(h) for h in head.scale_heads] == [1, 2, 4, 6]  # conv / conv+up / 2x(conv+up) / 3x(conv+up)
+
+
+def small_fpn_recipe(**head):
+    return make_recipe(type="SemanticFPN", backbone={"type": "ResNet", "depth": 18, "base_channels": 8,
+                                                     "stem_channels": 8, "outstride": 32, "pretrained": False,
+                                                     "norm_cfg": BN, "selected_indices": [0, 1, 2, 3]},
+                       head={"feats_channels": 16, "scale_head_channels": 8, **head}, auxiliary=[],
+                       losses={"loss_cls": CE})
+
+
+def test_semanticfpn_outputs_at_stride_4_and_derives_its_strides():
+    segmentor = build(small_fpn_recipe()).eval()
+    assert segmentor.head.feature_stride_list == [4, 8, 16, 32]
+    with torch.no_grad():
+        assert segmentor(images(1, 64))["out"].shape == (1, 4, 16, 16)
+        assert segmentor(images(1, 96))["out"].shape == (1, 4, 24, 24)
+
+
+def test_semanticfpn_rejects_strides_that_are_not_the_features():
+    with pytest.raises(RecipeError, match=r"head\.feature_stride_list.*does not match"):
+        build(small_fpn_recipe(feature_stride_list=[4, 8, 16, 16]))
+
+
+def test_fpn_top_down_is_nearest_and_keeps_the_input_act_cfg():
+    from segkit.models.layers.fpn import FPN
+
+    act = {"type": "ReLU", "inplace": True}
+    fpn = FPN([4, 8], 6, norm_cfg=None, act_cfg=act).eval()
+    assert act == {"type": "ReLU", "inplace": True}  # not mutated (SSSeg mutates it)
+    assert not fpn.lateral_convs[0].act.inplace
+    x = [torch.randn(1, 4, 8, 8), torch.randn(1, 8, 4, 4)]
+    lateral = [conv(t) for conv, t in zip(fpn.lateral_convs, x, strict=True)]
+    expected_fine = lateral[0] + lateral[1].repeat_interleave(2, 2).repeat_interleave(2, 3)
+    out = fpn(x)
+    torch.testing.assert_close(out[0], fpn.fpn_convs[0](expected_fine))
+    torch.testing.assert_close(out[1], fpn.fpn_convs[1](lateral[1]))
