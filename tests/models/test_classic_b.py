@@ -142,3 +142,66 @@ def test_fpn_top_down_is_nearest_and_keeps_the_input_act_cfg():
     out = fpn(x)
     torch.testing.assert_close(out[0], fpn.fpn_convs[0](expected_fine))
     torch.testing.assert_close(out[1], fpn.fpn_convs[1](lateral[1]))
+
+
+# ----------------------------------------------------------------------------------------------- LRASPPNet
+
+def lraspp_recipe(arch: str, num_classes: int):
+    backbone = {"type": "MobileNetV3", "structure_type": f"mobilenetv3_{arch}", "pretrained": False, "outstride": 8,
+                "arch_type": arch, "selected_indices": [0, 1, 2]}
+    if arch == "small":
+        backbone["out_indices"] = [0, 1, 12]
+    return make_recipe(type="LRASPPNet", num_classes=num_classes, norm_cfg={"type": "SyncBatchNorm", "eps": 0.001},
+                       backbone=backbone, auxiliary=[], losses={"loss_cls": CE},
+                       head={"branch_channels_list": [32, 64], "feats_channels": 128, "dropout": 0.1})
+
+
+# lrasppnet_mobilenetv3{l,s}os8_{ade20k,cityscapes,voc}: (whole segmentor, outside backbone_net)
+SSSEG_LRASPP = {
+    ("large", 150): (3_301_574, 329_622),
+    ("large", 19): (3_284_675, 312_723),
+    ("large", 21): (3_284_933, 312_981),
+    ("small", 150): (1_157_814, 230_806),
+    ("small", 19): (1_140_915, 213_907),
+    ("small", 21): (1_141_173, 214_165),
+}
+
+
+@pytest.mark.parametrize(("arch", "num_classes"), sorted(SSSEG_LRASPP))
+def test_lraspp_parameter_counts_match_ssseg(arch, num_classes):
+    segmentor = meta_segmentor(lraspp_recipe(arch, num_classes))
+    assert counts(segmentor) == SSSEG_LRASPP[(arch, num_classes)]
+    assert [m.in_channels for m in segmentor.head.branch_convs] == ([16, 24] if arch == "large" else [16, 16])
+
+
+def small_lraspp_recipe(**head):
+    return make_recipe(type="LRASPPNet", backbone={"type": "MobileNetV3", "arch_type": "small", "pretrained": False,
+                                                   "norm_cfg": BN, "selected_indices": [0, 1, 2]},
+                       head={"branch_channels_list": [8, 8], "feats_channels": 16, **head}, auxiliary=[],
+                       losses={"loss_cls": CE})
+
+
+def test_lraspp_default_pooling_rejects_small_inputs_with_the_minimum_size():
+    from segkit.errors import SegkitError
+    from segkit.models.heads.lraspp import InputTooSmallError
+
+    segmentor = build(small_lraspp_recipe()).eval()
+    assert segmentor.head.image_pool[0].kernel_size == (49, 49)
+    assert segmentor.head.image_pool[0].stride == (16, 20)
+    with torch.no_grad(), pytest.raises(InputTooSmallError, match=r"at least 49x49 \(inputs of at least 392x392 at "
+                                        r"output stride 8\); got a 8x8 feature map"):
+        segmentor(images(1, 64))
+    assert issubclass(InputTooSmallError, SegkitError)
+    with torch.no_grad():  # 392 is the smallest input that fits; logits at stride 2 (the first feature read)
+        assert segmentor(images(1, 392))["out"].shape == (1, 4, 196, 196)
+        assert segmentor(torch.randn(1, 3, 400, 784))["out"].shape == (1, 4, 200, 392)
+
+
+def test_lraspp_pooling_is_configurable_and_branch_count_is_checked():
+    segmentor = build(small_lraspp_recipe(pool_kernel=4, pool_stride=2)).eval()
+    with torch.no_grad():
+        assert segmentor(images(1, 64))["out"].shape == (1, 4, 32, 32)
+    with pytest.raises(RecipeError, match=r"head\.in_index.*3 features"):
+        build(small_lraspp_recipe(in_index=[0, 2]))
+    with pytest.raises(RecipeError, match=r"head\.pool_stride"):
+        build(small_lraspp_recipe(pool_stride=[2, 2, 2]))
