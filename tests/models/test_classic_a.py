@@ -16,9 +16,11 @@ import torch.nn.functional as F
 from segkit.errors import RecipeError
 from segkit.models import build_segmentor
 from segkit.models.heads.aspp import ASPPHead
+from segkit.models.heads.deeplabv3plus import Deeplabv3PlusHead
 from segkit.models.heads.psp import PSPHead
-from segkit.models.layers import ConvNormAct
+from segkit.models.layers import ConvNormAct, DepthwiseSeparableConv2d
 from segkit.models.layers.aspp import ASPP
+from segkit.models.layers.ds_aspp import DepthwiseSeparableASPP
 from segkit.models.layers.ppm import PPM
 
 from .helpers import BN, count_parameters, images, make_recipe
@@ -142,3 +144,69 @@ def test_heads_read_the_last_selected_feature_and_aux_the_one_before(type_):
     assert segmentor.aux_heads[0].in_channels == 32
     outputs = segmentor.train()(images(2, 64))
     assert list(outputs) == ["out", "aux"] and outputs["out"].shape == (2, 4, 8, 8)
+
+
+# ----------------------------------------------------------------------------------------------- Deeplabv3Plus
+
+DEEPLABV3PLUS_HEAD = {"in_channels": [256, 2048], "feats_channels": 512, "shortcut_channels": 48,
+                      "dilations": [1, 12, 24, 36], "dropout": 0.1}
+
+
+@pytest.mark.parametrize(("num_classes", "expected"), [
+    (150, 46_088_956),  # SSSeg deeplabv3plus/deeplabv3plus_resnet50os8_ade20k
+    (21, 45_956_602),  # SSSeg deeplabv3plus/deeplabv3plus_resnet50os8_voc
+])
+def test_deeplabv3plus_resnet50os8_has_ssseg_parameter_count(num_classes, expected):
+    recipe = ssseg_recipe("Deeplabv3Plus", DEEPLABV3PLUS_HEAD, num_classes, backbone=R50_D8_ALL)
+    segmentor = build_segmentor(recipe, pretrained=False)  # SSSeg's list-valued head.in_channels validates
+    assert count_parameters(segmentor) == expected
+    head = segmentor.head
+    assert isinstance(head, Deeplabv3PlusHead) and head.in_index == [0, -1] and head.in_channels == [256, 2048]
+    # SSSeg: aspp_net 17,113,088; shortcut 12,384; decoder 573,477 (VOC)
+    assert [count_parameters(m) for m in (head.aspp_net, head.shortcut)] == [17_113_088, 12_384]
+    assert count_parameters(head.decoder) == 573_477 + 513 * (num_classes - 21)
+    assert segmentor.aux_heads[0].in_channels == 1024
+
+
+def test_deeplabv3plus_in_channels_are_checked_against_the_features():
+    recipe = ssseg_recipe("Deeplabv3Plus", {**DEEPLABV3PLUS_HEAD, "in_channels": [512, 2048]}, 21, backbone=R50_D8_ALL)
+    with pytest.raises(RecipeError, match=r"head\.in_channels.*\[256, 2048\]"):
+        build_segmentor(recipe, pretrained=False)
+
+
+def test_deeplabv3plus_head_needs_two_inputs():
+    with pytest.raises(RecipeError, match="in_index"):
+        Deeplabv3PlusHead([8, 16], 3, in_index=-1)
+    with pytest.raises(RecipeError, match="in_channels"):
+        Deeplabv3PlusHead([8, 16, 32], 3)
+
+
+def test_ds_aspp_uses_depthwise_separable_atrous_branches():
+    aspp = DepthwiseSeparableASPP(8, 4, (1, 3), norm_cfg=BN).eval()
+    first, second = aspp.parallel_branches
+    assert isinstance(first, ConvNormAct) and first.conv.kernel_size == (1, 1)
+    assert isinstance(second, DepthwiseSeparableConv2d)
+    assert second.depthwise_conv.dilation == (3, 3) and second.depthwise_conv.padding == (3, 3)
+    assert second.depthwise_conv.groups == 8
+    assert aspp(torch.randn(1, 8, 6, 6)).shape == (1, 4, 6, 6)
+
+
+def test_deeplabv3plus_head_decodes_at_the_shortcut_resolution():
+    head = Deeplabv3PlusHead([4, 16], 3, feats_channels=8, shortcut_channels=6, dilations=(1, 2), norm_cfg=BN).eval()
+    features = _features((4, 16, 16), (8, 8, 8), (16, 8, 8))
+    assert head(features).shape == (2, 3, 16, 16)
+    assert head.shortcut.conv.out_channels == 6 and head.decoder[0].in_channels == 8 + 6
+    with torch.no_grad():
+        changed = [features[0], features[1], features[2] + 1.0]
+        assert not torch.allclose(head(features), head(changed))  # the deep feature reaches the logits
+        changed = [features[0], features[1] + 1.0, features[2]]
+        assert torch.equal(head(features), head(changed))  # features outside in_index are not read
+
+
+def test_deeplabv3plus_segmentor_outputs_at_stride_4():
+    recipe = make_recipe(type="Deeplabv3Plus", backbone={**make_recipe().backbone, "selected_indices": [0, 1, 2, 3]},
+                         head={"feats_channels": 8, "shortcut_channels": 4, "dilations": [1, 2]})
+    segmentor = build_segmentor(recipe, pretrained=False)
+    assert segmentor.head.in_channels == [8, 64] and segmentor.aux_heads[0].in_channels == 32
+    outputs = segmentor.train()(images(2, 64))
+    assert outputs["out"].shape == (2, 4, 16, 16) and outputs["aux"].shape == (2, 4, 8, 8)
