@@ -8,15 +8,41 @@ SSSegmentation parameter counts below were obtained by building SSSegmentation 1
 
 from __future__ import annotations
 
+import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from segkit.errors import RecipeError
+from segkit.models import build_criterion, build_segmentor, validate_model
+from segkit.models.heads.auxiliary import AuxiliaryHead
+from segkit.models.heads.ocr import OCRHead, SpatialGatherModule
 from segkit.models.layers.scale import Scale
 from segkit.models.layers.self_attention import SelfAttentionBlock
 
-from .helpers import BN, count_parameters
+from .helpers import BN, FCN_R50_VOC_BACKBONE, count_parameters, images, make_recipe
 
 RELU = {"type": "ReLU", "inplace": True}
+AUX_R50 = {"in_channels": 1024, "out_channels": 512, "dropout": 0.1}
+"""SSSeg's auxiliary table of every ResNet config of this family."""
+HRNET_W18 = {"type": "HRNet", "structure_type": "hrnetv2_w18", "arch": "hrnetv2_w18", "pretrained": False,
+             "selected_indices": [0, 0]}
+
+
+def ssseg_recipe(type_: str, head: dict, num_classes: int = 21, backbone: dict | None = None,
+                 auxiliary: dict | None = AUX_R50, losses: dict | None = None):
+    """An SSSeg default config as a segkit recipe (ResNet-50-D8 with the 3x3 stem unless ``backbone`` is given)."""
+    fields = {"type": type_, "num_classes": num_classes, "norm_cfg": {"type": "SyncBatchNorm"},
+              "backbone": dict(backbone or FCN_R50_VOC_BACKBONE), "head": head, "auxiliary": auxiliary}
+    if losses is not None:
+        fields["losses"] = losses
+    return make_recipe(**fields)
+
+
+def tiny_recipe(type_: str, head: dict, **fields):
+    """A small recipe on the slim ResNet-18-D8 of the helpers (selected features: 32 and 64 channels)."""
+    fields.setdefault("auxiliary", {"out_channels": 16, "dropout": 0.0})
+    return make_recipe(type=type_, head=head, **fields)
 
 
 def _block(**flags) -> SelfAttentionBlock:
@@ -77,3 +103,96 @@ def test_scale_is_a_learnable_scalar():
     scale = Scale(2.5)
     scale(x).sum().backward()
     torch.testing.assert_close(scale.scale.grad, x.sum())
+
+
+# ----------------------------------------------------------------------------------------------- OCRNet
+
+OCR_HEAD = {"feats_channels": 512, "transform_channels": 256, "scale": 1, "dropout": 0}
+OCR_AUX = {"out_channels": 512, "dropout": 0}
+TINY_OCR = {"feats_channels": 16, "transform_channels": 8, "dropout": 0.0}
+
+
+@pytest.mark.parametrize(("config", "backbone", "num_classes", "ssseg_count"), [
+    # ssseg/configs/ocrnet/ocrnet_resnet50os8_voc.py: 43,085,194
+    ("ocrnet_resnet50os8_voc", FCN_R50_VOC_BACKBONE, 21, 43_085_194),
+    # ssseg/configs/ocrnet/ocrnet_hrnetv2w18_ade20k.py: 17,585,088 (SSSeg 1.7.0's HRModule reads use_checkpoint
+    # before setting it; counted with that attribute patched to False)
+    ("ocrnet_hrnetv2w18_ade20k", HRNET_W18, 150, 17_585_088),
+])
+def test_ocrnet_parameters_match_ssseg(config, backbone, num_classes, ssseg_count):
+    channels = 1024 if backbone is FCN_R50_VOC_BACKBONE else 270
+    head_channels = 2048 if backbone is FCN_R50_VOC_BACKBONE else 270
+    recipe = ssseg_recipe("OCRNet", {"in_channels": head_channels, **OCR_HEAD}, num_classes, backbone,
+                          auxiliary={"in_channels": channels, **OCR_AUX})
+    plan = validate_model(recipe, pretrained=False)
+    assert plan.parameters == ssseg_count
+    assert plan.output_names == ["out", "aux"]
+
+
+def test_ocrnet_head_owns_the_auxiliary_decoder_and_runs_it_at_test_time():
+    segmentor = build_segmentor(tiny_recipe("OCRNet", TINY_OCR), pretrained=False)
+    assert segmentor.aux_heads is None and isinstance(segmentor.head.auxiliary_decoder, AuxiliaryHead)
+    assert [n for n, _ in segmentor.head.named_children()] == [
+        "auxiliary_decoder", "bottleneck", "spatial_gather_module", "object_context_block", "decoder"]
+    calls = []
+    segmentor.head.auxiliary_decoder.register_forward_hook(lambda *_: calls.append(1))
+    segmentor.eval()
+    with torch.no_grad():
+        assert list(segmentor(images())) == ["out"]
+    assert calls == [1]
+    segmentor.train()
+    outputs = segmentor(images())
+    assert list(outputs) == ["out", "aux"] and outputs["aux"].shape == outputs["out"].shape == (2, 4, 8, 8)
+    recipe = tiny_recipe("OCRNet", TINY_OCR)
+    losses = build_criterion(recipe, segmentor)(outputs, {"seg_target": torch.zeros(2, 64, 64, dtype=torch.long)})
+    assert set(losses) == {"loss_cls", "loss_aux"}
+
+
+def test_ocrnet_auxiliary_table_errors_are_reported_at_auxiliary():
+    with pytest.raises(RecipeError, match=r"^auxiliary: OCRNet needs exactly one auxiliary table"):
+        validate_model(tiny_recipe("OCRNet", TINY_OCR, auxiliary=None))
+    with pytest.raises(RecipeError, match=r"^auxiliary: OCRNet needs exactly one auxiliary table"):
+        validate_model(tiny_recipe("OCRNet", TINY_OCR, auxiliary=[{"out_channels": 16}]))
+    with pytest.raises(RecipeError, match=r"^auxiliary\.out_chanels:"):
+        validate_model(tiny_recipe("OCRNet", TINY_OCR, auxiliary={"out_chanels": 16}))
+    with pytest.raises(RecipeError, match=r"^auxiliary\.in_channels: 999 does not match"):
+        validate_model(tiny_recipe("OCRNet", TINY_OCR, auxiliary={"in_channels": 999}))
+
+
+def test_spatial_gather_is_a_softmax_weighted_average_over_pixels():
+    features, probs = torch.randn(2, 5, 3, 4), torch.randn(2, 6, 3, 4)
+    weights = (2.0 * probs).flatten(2).softmax(-1)
+    expected = torch.einsum("bkn,bcn->bck", weights, features.flatten(2)).unsqueeze(3)
+    torch.testing.assert_close(SpatialGatherModule(2.0)(features, probs), expected)
+
+
+def _ocr_head(resize: bool, aux_in_index: int) -> OCRHead:
+    aux = AuxiliaryHead(in_channels=6, num_classes=3, out_channels=8, dropout=0.0, norm_cfg=BN,
+                        in_index=aux_in_index)
+    return OCRHead(in_channels=6, num_classes=3, auxiliary_decoder=aux, feats_channels=8, transform_channels=4,
+                   resize_aux_logits=resize, norm_cfg=BN).eval()
+
+
+def test_ocr_aux_logits_are_resized_before_the_gather_unless_ssseg_170_behaviour_is_asked():
+    torch.manual_seed(0)
+    small, large = torch.randn(1, 6, 4, 4), torch.randn(1, 6, 8, 8)
+    fixed = _ocr_head(True, 0)
+    legacy = _ocr_head(False, 0)
+    legacy.load_state_dict(fixed.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fixed([small, small]), legacy([small, small]))  # equal sizes: the same
+        assert fixed([large, small]).shape == (1, 3, 4, 4)  # aux logits 8x8 resized to the 4x4 features
+        with pytest.raises(RuntimeError, match="resize_aux_logits"):
+            legacy([large, small])
+        # the gather sees the resized logits
+        aux = F.interpolate(fixed.auxiliary_decoder([large]), size=(4, 4), mode="bilinear", align_corners=False)
+        feats = fixed.bottleneck(small)
+        expected = fixed.decoder(fixed.object_context_block(feats, fixed.spatial_gather_module(feats, aux)))
+        torch.testing.assert_close(fixed([large, small]), expected)
+
+
+def test_ocr_head_needs_its_auxiliary_decoder():
+    from segkit.models.layers import ArgumentError
+
+    with pytest.raises(ArgumentError, match="auxiliary"):
+        OCRHead(in_channels=6, num_classes=3)
