@@ -51,7 +51,7 @@ def _signature(obj: Callable) -> inspect.Signature:
 def _hints(obj: Callable) -> dict[str, Any]:
     target = obj.__init__ if inspect.isclass(obj) else obj
     try:
-        return typing.get_type_hints(target)
+        return typing.get_type_hints(target, include_extras=True)
     except Exception:  # unresolvable forward references: fall back to no type checks
         return {}
 
@@ -155,9 +155,10 @@ class TableOf:
     ones, types), exactly as it checks a component table, and reports errors at the nested TOML path.
     """
 
-    def __init__(self, target: Callable, optional: tuple[str, ...] = ()) -> None:
+    def __init__(self, target: Callable, optional: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> None:
         self.target = target
         self.optional = optional  # required parameters of ``target`` the owner supplies itself
+        self.extra = extra  # keys the owner consumes itself (e.g. ``type``), accepted without a check
 
 
 def _table_of(annotation: Any) -> TableOf | None:
@@ -207,9 +208,10 @@ def validate_arguments(obj: Callable, kwargs: dict, path: str = "", provided: tu
             annotation = hints.get(pname)
             marker = _table_of(annotation) if annotation is not None else None
             if marker is not None and isinstance(kwargs[pname], dict):
-                kwargs[pname] = validate_arguments(marker.target, kwargs[pname], f"{prefix}{pname}",
-                                                   provided=marker.optional,
-                                                   what=f"{what}.{pname}")
+                table = {k: v for k, v in kwargs[pname].items() if k not in marker.extra}
+                checked = validate_arguments(marker.target, table, f"{prefix}{pname}", provided=marker.optional,
+                                             what=f"{what}.{pname}")
+                kwargs[pname] = {**{k: v for k, v in kwargs[pname].items() if k in marker.extra}, **checked}
                 continue
             adapter = _adapter(annotation) if annotation is not None and annotation is not Any else None
             if adapter is not None:

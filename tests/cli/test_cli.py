@@ -113,6 +113,14 @@ def test_list_registry(capsys):
         ('scheduler.max_epochs="x"', "scheduler.max_epochs"),
         ('backbone.type="ResNat"', "backbone.type"),
         ('dataset.rootdir="/dev/null/data"', "/dev/null/data"),
+        ('backbone={type="HieraWithFPN", hiera_cfg={embed_dimm=8}, fpn_cfg={d_model=16, '
+         'backbone_channel_list=[64, 32, 16, 8], position_encoding_cfg={num_pos_feats=16}}}',
+         "backbone.hiera_cfg.embed_dimm: HieraWithFPN.hiera_cfg takes no 'embed_dimm'; did you mean 'embed_dim'?"),
+        ('backbone.hiera_cfg={embed_dim=8}', "backbone.hiera_cfg: ResNet takes no 'hiera_cfg'"),
+        ('losses.loss_cls.output="logits"', "losses.loss_cls: the FCN segmentor has no output 'logits'"),
+        ('losses.loss_edge={type="CrossEntropyLoss"}', "losses.loss_edge: the FCN segmentor has no output 'edge'"),
+        ("scheduler.optimizer.params_rules={query_embed={wd_multiplier=0.0}}",
+         "scheduler.optimizer.params_rules.query_embed: matches no parameter of the model"),
     ],
 )
 def test_bad_input_exits_2_without_traceback(tiny_recipe, setting, needle):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from timm.models.hieradet_sam2 import HieraDet
 from torch import nn
 
-from ...registry import BACKBONES
+from ...registry import BACKBONES, TableOf
 from ..layers import ArgumentError
 from ..pretrained import LoadReport, load_pretrained
 from .base import Backbone
@@ -166,9 +167,10 @@ class FPNNeck(nn.Module):
     """SAM 2's FPN: a lateral conv per trunk output (``convs.{i}.conv``, lowest resolution first), top-down fusion
     (``fuse_type`` sum/avg, upsampled by 2 with ``fpn_interp_model``) at ``fpn_top_down_levels``, position encodings."""
 
-    def __init__(self, position_encoding_cfg: dict, d_model: int, backbone_channel_list: list[int],
-                 kernel_size: int = 1, stride: int = 1, padding: int = 0, fpn_interp_model: str = "bilinear",
-                 fuse_type: str = "sum", fpn_top_down_levels: list[int] | None = None) -> None:
+    def __init__(self, position_encoding_cfg: Annotated[dict, TableOf(PositionEmbeddingSine, extra=("type",))],
+                 d_model: int, backbone_channel_list: list[int], kernel_size: int = 1, stride: int = 1,
+                 padding: int = 0, fpn_interp_model: str = "bilinear", fuse_type: Literal["sum", "avg"] = "sum",
+                 fpn_top_down_levels: list[int] | None = None) -> None:
         super().__init__()
         if fuse_type not in ("sum", "avg"):
             raise ArgumentError("fpn_cfg.fuse_type", f"expected 'sum' or 'avg', got {fuse_type!r}")
@@ -216,7 +218,8 @@ class HieraWithFPN(Backbone):
     checkpoint named by ``hiera_cfg.structure_type`` (segkit addition).
     """
 
-    def __init__(self, hiera_cfg: dict, fpn_cfg: dict, scalp: int = 0, pretrained: bool = False,
+    def __init__(self, hiera_cfg: Annotated[dict, TableOf(Hiera, extra=("pretrained", "pretrained_model_path"))],
+                 fpn_cfg: Annotated[dict, TableOf(FPNNeck)], scalp: int = 0, pretrained: bool = False,
                  pretrained_model_path: str = "") -> None:
         super().__init__()
         hiera_cfg = {k: v for k, v in hiera_cfg.items() if k not in ("pretrained", "pretrained_model_path")}
