@@ -205,3 +205,107 @@ def test_lraspp_pooling_is_configurable_and_branch_count_is_checked():
         build(small_lraspp_recipe(in_index=[0, 2]))
     with pytest.raises(RecipeError, match=r"head\.pool_stride"):
         build(small_lraspp_recipe(pool_stride=[2, 2, 2]))
+
+
+# ----------------------------------------------------------------------------------------------- SETR
+
+VIT_LARGE = {
+    "type": "VisionTransformer", "structure_type": "jx_vit_large_p16_384", "img_size": [512, 512],
+    "out_indices": [9, 14, 19, 23], "norm_cfg": LN, "pretrained": False, "selected_indices": [0, 1, 2, 3],
+    "patch_size": 16, "embed_dims": 1024, "num_layers": 24, "num_heads": 16, "mlp_ratio": 4, "qkv_bias": True,
+    "drop_rate": 0.1, "attn_drop_rate": 0.0, "drop_path_rate": 0.0, "with_cls_token": True,
+    "output_cls_token": False, "patch_norm": False, "final_norm": False, "num_fcs": 2,
+}
+SETR_LOSSES = {"loss_cls": CE, **{f"loss_aux{i}": {**CE, "scale_factor": 0.4} for i in (1, 2, 3)}}
+
+
+def setr_aux(in_channels: int, num_convs: int) -> list[dict]:
+    return [{"in_channels": in_channels, "out_channels": 256, "dropout": 0, "num_convs": num_convs,
+             "scale_factor": 4, "kernel_size": 3} for _ in range(3)]
+
+
+def setr_recipe(variant: str):
+    """SSSeg's setr{naive,pup,mla}_vitlarge_ade20k (SSSeg's head.norm_cfg is the neck's token_norm_cfg)."""
+    if variant == "mla":
+        return make_recipe(type="SETRMLA", num_classes=150, norm_cfg=SYNC_BN, backbone=dict(VIT_LARGE),
+                           neck={"out_channels": 256, "token_norm_cfg": LN},
+                           head={"mla_up_channels": 128, "feats_channels": 512, "scale_factor": 4, "dropout": 0},
+                           auxiliary=setr_aux(256, 2), losses=SETR_LOSSES)
+    head = {"feats_channels": 256, "dropout": 0, "kernel_size": 3,
+            **({"num_convs": 2, "scale_factor": 4} if variant == "naive" else {"num_convs": 4, "scale_factor": 2})}
+    return make_recipe(type="SETRUP", num_classes=150, norm_cfg=SYNC_BN, backbone=dict(VIT_LARGE),
+                       neck={"token_norm_cfg": LN}, head=head, auxiliary=setr_aux(1024, 2), losses=SETR_LOSSES)
+
+
+# setr{naive,pup,mla}_vitlarge_ade20k: (whole segmentor, outside backbone_net) and per SSSeg module group
+SSSEG_SETR = {
+    "naive": ((316_110_424, 11_962_968), {"neck": 8_192, "head": 2_988_694, "aux_heads": 8_966_082}),
+    "pup": ((317_291_096, 13_143_640), {"neck": 8_192, "head": 4_169_366, "aux_heads": 8_966_082}),
+    "mla": ((313_073_752, 8_926_296), {"neck": 3_420_160, "head": 1_771_520 + 76_950, "aux_heads": 3_657_666}),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SSSEG_SETR))
+def test_setr_parameter_counts_match_ssseg(variant):
+    segmentor = meta_segmentor(setr_recipe(variant))
+    totals, groups = SSSEG_SETR[variant]
+    assert counts(segmentor) == totals
+    assert {name: count_parameters(getattr(segmentor, name)) for name in groups} == groups
+
+
+def small_setr_recipe(kind: str = "SETRUP", **fields):
+    backbone = {"type": "VisionTransformer", "img_size": 64, "patch_size": 16, "embed_dims": 16, "num_layers": 4,
+                "num_heads": 2, "out_indices": [0, 1, 2, 3], "norm_cfg": LN, "pretrained": False}
+    aux = [{"out_channels": 8}] * 3
+    losses = {"loss_cls": CE, **{f"loss_aux{i}": CE for i in (1, 2, 3)}}
+    head = {"feats_channels": 16, "num_convs": 2, "scale_factor": 2} if kind == "SETRUP" else {"mla_up_channels": 8}
+    neck = {} if kind == "SETRUP" else {"out_channels": 16}
+    return make_recipe(**{"type": kind, "backbone": backbone, "neck": neck, "head": head, "auxiliary": aux,
+                          "losses": losses, **fields})
+
+
+def test_setrup_heads_read_token_normalised_features():
+    segmentor = build(small_setr_recipe()).train()
+    assert type(segmentor.neck).__name__ == "SequenceNorm"
+    assert [type(h).__name__ for h in segmentor.aux_heads] == ["SETRAuxiliaryHead"] * 3
+    assert [h.in_index for h in segmentor.aux_heads] == [0, 1, 2]  # SSSeg: zip(features[:-1], aux decoders)
+    x = images(2, 64)
+    raw = segmentor.backbone(x)
+    normed = segmentor.extract_features(x)
+    for feature, norm, out in zip(raw, segmentor.neck.norm_layers, normed, strict=True):
+        expected = torch.nn.functional.layer_norm(feature.permute(0, 2, 3, 1), (16,), norm.weight, norm.bias, 1e-6)
+        torch.testing.assert_close(out, expected.permute(0, 3, 1, 2))
+    torch.manual_seed(0)
+    outputs = segmentor(x)
+    assert list(outputs) == ["out", "aux1", "aux2", "aux3"]
+    assert outputs["out"].shape == (2, 4, 16, 16)  # 2 x (conv, x2) on stride 16 -> stride 4
+    assert outputs["aux1"].shape == (2, 4, 16, 16)  # 1 x (conv, x4)
+    for i, head in enumerate(segmentor.aux_heads):  # aux head i reads normalised level i
+        torch.testing.assert_close(outputs[f"aux{i + 1}"], head.decoder(normed[i]))
+
+
+def test_setrmla_aux_heads_read_the_last_mla_outputs_and_outputs_keep_ssseg_order():
+    from segkit.models.necks.mla import MLANeck
+
+    segmentor = build(small_setr_recipe("SETRMLA")).eval()
+    assert isinstance(segmentor.neck, MLANeck)
+    assert [h.in_index for h in segmentor.aux_heads] == [-3, -2, -1]  # SSSeg: feats_list[-3:]
+    neck = segmentor.neck
+    x = [torch.randn(1, 16, 4, 4) for _ in range(4)]
+    with torch.no_grad():
+        proj = [conv(norm(t.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(1, 16, 4, 4))
+                for conv, norm, t in zip(neck.mla.channel_proj, neck.norm_layers, x, strict=True)]
+        outs = neck(x)
+        # output 0: the deepest level alone; output 3: all levels summed
+        torch.testing.assert_close(outs[0], neck.mla.feat_extract[0](proj[3]))
+        torch.testing.assert_close(outs[3], neck.mla.feat_extract[3](proj[0] + proj[1] + proj[2] + proj[3]))
+        assert segmentor(images(1, 64))["out"].shape == (1, 4, 16, 16)  # x4 on stride 16
+
+
+def test_setr_recipe_errors():
+    with pytest.raises(RecipeError, match=r"head\.feats_channels.*mla_up_channels x 4 = 32"):
+        build(small_setr_recipe("SETRMLA", head={"mla_up_channels": 8, "feats_channels": 64}))
+    with pytest.raises(RecipeError, match=r"neck\.token_norm_cfg.*BatchNorm2d does not fit"):
+        build(small_setr_recipe(neck={"token_norm_cfg": BN}))
+    with pytest.raises(RecipeError, match=r"auxiliary: 4 auxiliary heads"):
+        build(small_setr_recipe(auxiliary=[{"out_channels": 8}] * 4))
