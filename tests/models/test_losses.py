@@ -5,11 +5,7 @@ Where SSSegmentation's own loss functions import (``/work/ssseg``, torch only), 
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import sys
-import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +13,8 @@ import torch.nn.functional as F
 
 from segkit import LOSSES
 from segkit.models.losses import CrossEntropyLoss, loss_for_output, output_for_loss
+
+from ..ssseg_reference import ssseg_module
 
 WEIGHTS = [0.2, 1.0, 3.0, 0.5]
 
@@ -125,28 +123,9 @@ def test_loss_names_map_to_outputs():
 # ------------------------------------------------------------------------------------------------------------------
 # SSSegmentation's semantics of CrossEntropyLoss beyond torch's: same-shape targets, labels == C, batch_balanced
 # ------------------------------------------------------------------------------------------------------------------
-SSSEG_LOSSES = Path("/work/ssseg/ssseg/modules/models/losses")
-
-
-def ssseg_loss_module(name: str):
-    """SSSegmentation's ``losses/<name>.py`` imported on its own (its package ``__init__`` needs more); or None."""
-    package = "_ssseg_losses_reference"
-    try:
-        if package not in sys.modules:
-            module = types.ModuleType(package)
-            module.__path__ = [str(SSSEG_LOSSES)]
-            sys.modules[package] = module
-        return importlib.import_module(f"{package}.{name}")
-    except Exception:  # not there, or needs what is not installed
-        return None
-
-
 @pytest.fixture
 def ssseg_ce():
-    module = ssseg_loss_module("crossentropyloss")
-    if module is None:
-        pytest.skip("SSSegmentation's crossentropyloss.py does not import here")
-    return module.CrossEntropyLoss
+    return ssseg_module("losses", "crossentropyloss").CrossEntropyLoss
 
 
 LOSS_FILES = {
@@ -156,12 +135,11 @@ LOSS_FILES = {
 }
 
 
+@pytest.mark.ssseg
 @pytest.mark.parametrize("name", sorted(LOSS_FILES))
 def test_every_ssseg_loss_is_registered_with_its_arguments_and_defaults(name):
     assert name in LOSSES
-    module = ssseg_loss_module(LOSS_FILES[name])
-    if module is None:
-        pytest.skip(f"SSSegmentation's {LOSS_FILES[name]}.py does not import here")
+    module = ssseg_module("losses", LOSS_FILES[name])
     theirs = {k: p.default for k, p in inspect.signature(getattr(module, name)).parameters.items()}
     ours = {k: p.default for k, p in LOSSES.parameters(name).items()}
     assert list(ours) == list(theirs)
@@ -302,6 +280,7 @@ def _targets(kind, generator, ignore_index=-100):
     {"use_sigmoid": True}, {"use_sigmoid": True, "class_weight": WEIGHTS}, {"use_sigmoid": True, "ignore_index": 1},
     {"use_sigmoid": True, "class_weight": WEIGHTS, "norm_loss_with_class_weight": False, "lowest_loss_value": 2.0},
 ])
+@pytest.mark.ssseg
 def test_matches_ssseg_crossentropyloss(ssseg_ce, kind, kwargs):
     generator = torch.Generator().manual_seed(9)
     logits = torch.randn(2, 4, 5, 5, generator=generator)
@@ -316,6 +295,7 @@ def test_matches_ssseg_crossentropyloss(ssseg_ce, kind, kwargs):
                           rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.ssseg
 @pytest.mark.filterwarnings("ignore:To copy construct from a tensor")
 def test_matches_ssseg_on_ce2p_edge_weights(ssseg_ce):
     generator = torch.Generator().manual_seed(10)
@@ -330,6 +310,7 @@ def test_matches_ssseg_on_ce2p_edge_weights(ssseg_ce):
         assert torch.equal(ours, theirs)
 
 
+@pytest.mark.ssseg
 @pytest.mark.parametrize("kind", ["onehot", "soft"])
 def test_sigmoid_none_reduction_matches_ssseg(ssseg_ce, kind):
     # SSSegmentation's "none" works only for the sigmoid loss with nothing dropped (its softmax "none" fails)

@@ -8,11 +8,6 @@ import (``/work/ssseg``, torch only), they are a second reference.
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -28,22 +23,13 @@ from segkit.models.losses import (
     MSELoss,
 )
 
+from ..ssseg_reference import ssseg_module
+
 C = 4
 WEIGHTS = [0.2, 1.0, 3.0, 0.5]
-SSSEG_LOSSES = Path("/work/ssseg/ssseg/modules/models/losses")
-
-
 def ssseg(module_name: str, attribute: str):
-    """An attribute of SSSegmentation's ``losses/<module_name>.py`` imported on its own; skip when it cannot be."""
-    package = "_ssseg_losses_reference"
-    try:
-        if package not in sys.modules:
-            module = types.ModuleType(package)
-            module.__path__ = [str(SSSEG_LOSSES)]
-            sys.modules[package] = module
-        return getattr(importlib.import_module(f"{package}.{module_name}"), attribute)
-    except Exception:
-        pytest.skip(f"SSSegmentation's {module_name}.py does not import here")
+    """An attribute of SSSegmentation's ``losses/<module_name>.py`` (tests marked ``ssseg``; ``nox -s parity``)."""
+    return getattr(ssseg_module("losses", module_name), attribute)
 
 
 def make_logits(seed: int = 0, shape=(2, C, 5, 5)) -> torch.Tensor:
@@ -184,6 +170,7 @@ def test_dice_labels_above_num_classes_are_pixels_of_no_class():
     {}, {"naive_dice": True}, {"use_sigmoid": False}, {"activate": False}, {"ignore_index": 2},
     {"ignore_index": 255, "eps": 0.1, "reduction": "none"}, {"reduction": "sum", "scale_factor": 3.0},
 ])
+@pytest.mark.ssseg
 def test_dice_matches_ssseg(kind, kwargs):
     reference = ssseg("diceloss", "DiceLoss")
     logits, target = make_logits(), target_of(kind, kwargs.get("ignore_index", -100))
@@ -271,12 +258,14 @@ def test_softmax_focal_soft_target_formula():
     {"use_sigmoid": False}, {"use_sigmoid": False, "class_weight": WEIGHTS}, {"use_sigmoid": False, "ignore_index": 1},
     {"use_sigmoid": False, "class_weight": WEIGHTS, "norm_loss_with_class_weight": False, "gamma": 0.5},
 ])
+@pytest.mark.ssseg
 def test_focal_matches_ssseg_python_fallbacks(kind, kwargs):
     reference = ssseg("focalloss", "FocalLoss")
     logits, target = make_logits(), target_of(kind, kwargs.get("ignore_index", -100))
     assert torch.allclose(FocalLoss(**kwargs)(logits, target), reference(**kwargs)(logits, target), atol=1e-6)
 
 
+@pytest.mark.ssseg
 def test_sigmoid_focal_none_reduction_matches_ssseg():
     reference = ssseg("focalloss", "FocalLoss")
     logits, soft = make_logits(), target_of("soft")
@@ -447,6 +436,7 @@ def test_lovasz_argument_checks():
     {"use_sigmoid": True, "classes": "all", "class_weight": WEIGHTS},
     {"use_sigmoid": True, "per_image": True, "ignore_index": 1}, {"use_sigmoid": True, "classes": [1, 3]},
 ])
+@pytest.mark.ssseg
 @pytest.mark.filterwarnings("ignore:Using a non-tuple sequence")
 def test_lovasz_matches_ssseg(kind, kwargs):
     reference = ssseg("lovaszloss", "LovaszLoss")
@@ -483,6 +473,7 @@ def test_kldiv_is_torchs_at_temperature(temperature):
 
 @pytest.mark.parametrize("kwargs", [{}, {"temperature": 3}, {"reduction": "batchmean"}, {"reduction": "sum"},
                                     {"reduction": "none", "scale_factor": 2.0}])
+@pytest.mark.ssseg
 def test_kldiv_matches_ssseg(kwargs):
     reference = ssseg("kldivloss", "KLDivLoss")
     student, teacher = make_logits(0), make_logits(1)
@@ -510,6 +501,7 @@ def test_l1_and_mse_are_torchs(loss_cls, reference, reduction):
 
 @pytest.mark.parametrize("name,module", [("CosineSimilarityLoss", "cosinesimilarityloss"), ("L1Loss", "l1loss"),
                                          ("MSELoss", "mseloss")])
+@pytest.mark.ssseg
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_regression_losses_match_ssseg(name, module, reduction):
     reference = ssseg(module, name)

@@ -7,11 +7,7 @@ SSSegmentation's own samplers import (``/work/ssseg``, torch only), they are a s
 
 from __future__ import annotations
 
-import importlib
 import math
-import sys
-import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,20 +18,12 @@ from segkit.models.layers.point_sample import calculate_uncertainty, point_sampl
 from segkit.models.samplers import OHEMPixelSampler, UGSampler
 from segkit.registry import SAMPLERS
 
-SSSEG_SAMPLERS = Path("/work/ssseg/ssseg/modules/models/samplers")
+from ..ssseg_reference import ssseg_module
 
 
 def ssseg(module_name: str, attribute: str):
-    """An attribute of SSSegmentation's ``samplers/<module_name>.py`` imported on its own; skip when it cannot be."""
-    package = "_ssseg_samplers_reference"
-    try:
-        if package not in sys.modules:
-            module = types.ModuleType(package)
-            module.__path__ = [str(SSSEG_SAMPLERS)]
-            sys.modules[package] = module
-        return getattr(importlib.import_module(f"{package}.{module_name}"), attribute)
-    except Exception:
-        pytest.skip(f"SSSegmentation's {module_name}.py does not import here")
+    """An attribute of SSSegmentation's ``samplers/<module_name>.py`` (tests marked ``ssseg``; ``nox -s parity``)."""
+    return getattr(ssseg_module("samplers", module_name), attribute)
 
 
 # ------------------------------------------------------------------------------------------------------- OHEM
@@ -104,6 +92,7 @@ def test_ohem_with_every_pixel_ignored_keeps_none():
     assert point_logits.shape == (0, 2) and point_target.shape == (0,)
 
 
+@pytest.mark.ssseg
 @pytest.mark.parametrize("mode", ["thresh", "loss_func"])
 def test_ohem_matches_ssseg(mode):
     reference_cls = ssseg("ohempixelsampler", "OHEMPixelSampler")
@@ -183,6 +172,7 @@ def test_uncertain_points_are_the_most_uncertain_draws():
         uncertainty_point_coords(logits, None, 4, 2.0, 1.5)
 
 
+@pytest.mark.ssseg
 def test_uncertain_points_match_ssseg_under_the_same_seed():
     reference = ssseg("ugsampler", "UGSampler")
     logits = torch.randn(4, 1, 7, 9, generator=torch.Generator().manual_seed(3))
@@ -230,6 +220,7 @@ def test_ug_sampler_on_mask_logits_of_another_size():
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
+@pytest.mark.ssseg
 def test_ug_sampler_matches_ssseg_without_reformatting():
     reference_cls = ssseg("ugsampler", "UGSampler")
     generator = torch.Generator().manual_seed(7)
