@@ -3,7 +3,7 @@
 Importing this package registers every built-in component; ``segkit.models.build`` turns recipe tables into modules.
 """
 
-from . import backbones, heads, layers, losses, necks, samplers, segmentors  # noqa: F401  (registration)
+from . import backbones, criteria, heads, layers, losses, necks, samplers, segmentors  # noqa: F401  (registration)
 from .build import ModelPlan, build_criterion, build_segmentor, validate_model
 from .pretrained import LoadReport, load_pretrained
 

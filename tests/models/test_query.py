@@ -9,8 +9,12 @@ import math
 
 import pytest
 import torch
+from torchvision.ops import sigmoid_focal_loss
 
+from segkit.models.criteria import HungarianMatcher, SetCriterion, format_targets
+from segkit.models.layers import ArgumentError
 from segkit.models.layers.ms_deform_attn import MSDeformAttn, ms_deform_attn_core
+from segkit.models.layers.point_sample import point_sample
 
 # ----------------------------------------------------------------------------------------------- deformable attention
 
@@ -115,3 +119,208 @@ def test_deformable_attention_rejects_mismatched_shapes():
         ms_deform_attn_core(value, [(5, 7), (3, 4), (2, 3)], locations, weights)
     with pytest.raises(ValueError, match="levels"):
         ms_deform_attn_core(value, SHAPES[:2], locations, weights)
+
+
+# ----------------------------------------------------------------------------------------------- matcher
+
+
+def dice_formula(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    prob = logit.sigmoid().flatten()
+    target = target.flatten()
+    return 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
+
+
+def pair_costs(logits, masks, labels, target_masks, matcher: HungarianMatcher) -> torch.Tensor:
+    """The matcher's cost matrix, one pair at a time from written-out losses (torchvision's focal loss, torch's BCE),
+    on every pixel (targets resized to the predictions by nearest neighbour)."""
+    targets = torch.nn.functional.interpolate(target_masks[:, None].double(), size=masks.shape[-2:],
+                                              mode="nearest")[:, 0]
+    cost = torch.zeros(len(logits), len(labels), dtype=torch.float64)
+    for q, t in itertools.product(range(len(logits)), range(len(labels))):
+        if matcher.mask_cost == "focal":
+            mask = sigmoid_focal_loss(masks[q].double(), targets[t], alpha=0.25, gamma=2.0, reduction="mean")
+        else:
+            mask = torch.nn.functional.binary_cross_entropy_with_logits(masks[q].double(), targets[t])
+        cost[q, t] = (matcher.cost_class * -logits[q].double().softmax(-1)[labels[t]] + matcher.cost_mask * mask
+                      + matcher.cost_dice * dice_formula(masks[q].double(), targets[t]))
+    return cost
+
+
+def brute_force(cost: torch.Tensor) -> tuple[float, set]:
+    """The cheapest one-to-one assignment of the targets (columns) to distinct queries (rows), by enumeration."""
+    queries, targets = cost.shape
+    best = min(itertools.permutations(range(queries), targets),
+               key=lambda rows: sum(cost[r, t].item() for t, r in enumerate(rows)))
+    return sum(cost[r, t].item() for t, r in enumerate(best)), {(r, t) for t, r in enumerate(best)}
+
+
+def _image(seed: int, queries: int, targets: int, classes: int = 5, size: int = 6):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(queries, classes + 1, generator=g)
+    masks = torch.randn(queries, size, size, generator=g) * 3
+    labels = torch.randperm(classes, generator=g)[:targets]
+    target_masks = torch.rand(targets, 2 * size, 2 * size, generator=g) > 0.5
+    return logits, masks, labels, target_masks
+
+
+@pytest.mark.parametrize("mask_cost", ["focal", "bce"])
+@pytest.mark.parametrize("queries,targets", [(5, 3), (4, 4), (6, 1), (3, 5)])
+def test_matcher_equals_brute_force(mask_cost, queries, targets):
+    matcher = HungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=3.0, num_points=0, mask_cost=mask_cost)
+    for seed in range(4):
+        logits, masks, labels, target_masks = _image(seed, queries, targets)
+        cost = pair_costs(logits, masks, labels, target_masks, matcher)
+        assert torch.allclose(matcher.cost_matrix(logits, masks, labels, target_masks).double(), cost, atol=1e-5)
+        (rows, cols), = matcher(logits[None], masks[None], [(labels, target_masks)])
+        assert len(rows) == min(queries, targets) and rows.tolist() == sorted(rows.tolist())
+        if targets <= queries:
+            total, pairs = brute_force(cost)
+            assert {(int(r), int(c)) for r, c in zip(rows, cols, strict=True)} == pairs
+        else:  # more targets than queries: every query is used, the cheapest subset of targets is matched
+            total, pairs = brute_force(cost.T)
+            assert {(int(c), int(r)) for r, c in zip(rows, cols, strict=True)} == pairs
+        assert math.isclose(cost[rows, cols].sum().item(), total, rel_tol=1e-9)
+
+
+def test_matcher_is_deterministic_and_handles_empty_targets():
+    logits, masks, labels, target_masks = _image(0, 6, 3)
+    dense = HungarianMatcher(cost_class=1.0, cost_mask=20.0, cost_dice=1.0, num_points=0, mask_cost="focal")
+    first = dense(logits[None], masks[None], [(labels, target_masks)])
+    assert all(torch.equal(a, b) for a, b in zip(first[0], dense(logits[None], masks[None],
+                                                                [(labels, target_masks)])[0], strict=True))
+    points = HungarianMatcher(cost_class=2.0, cost_mask=5.0, cost_dice=5.0, num_points=16, mask_cost="bce")
+    batch = (torch.stack([logits, logits.flip(0)]), torch.stack([masks, masks.flip(0)]),
+             [(labels, target_masks), (labels[:0], target_masks[:0])])
+    runs = [points(*batch, generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    assert all(torch.equal(a, b) for image_a, image_b in zip(*runs, strict=True)
+               for a, b in zip(image_a, image_b, strict=True))
+    assert runs[0][1][0].numel() == 0 and runs[0][1][1].numel() == 0
+    # the shared points: the cost at points equals the formula on the sampled pixels
+    g = torch.Generator().manual_seed(3)
+    cost = points.cost_matrix(logits, masks, labels, target_masks, generator=g)
+    coords = torch.rand(1, 16, 2, generator=torch.Generator().manual_seed(3))
+    sampled = point_sample(masks[None], coords)[0]
+    wanted = point_sample(target_masks[None].float(), coords)[0]
+    expected = torch.zeros(6, 3)
+    for q, t in itertools.product(range(6), range(3)):
+        expected[q, t] = (2.0 * -logits[q].softmax(-1)[labels[t]]
+                          + 5.0 * torch.nn.functional.binary_cross_entropy_with_logits(sampled[q], wanted[t])
+                          + 5.0 * dice_formula(sampled[q], wanted[t]))
+    assert torch.allclose(cost, expected, atol=1e-5)
+
+
+def test_matcher_rejects_bad_arguments():
+    with pytest.raises(ArgumentError, match="cannot all be 0"):
+        HungarianMatcher(cost_class=0, cost_mask=0, cost_dice=0)
+    with pytest.raises(ArgumentError, match="num_points"):
+        HungarianMatcher(num_points=-1)
+
+
+# ----------------------------------------------------------------------------------------------- criterion
+
+
+def _seg_targets() -> torch.Tensor:
+    g = torch.Generator().manual_seed(5)
+    seg = torch.randint(0, 3, (2, 8, 8), generator=g)
+    seg[0, :2] = -100  # ignored pixels
+    seg[1, 4:] = 3
+    seg[1, 0, 0] = 255  # dropped like -100 by default
+    return seg
+
+
+def _predictions(num_aux: int, classes: int = 4, queries: int = 5, size: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    outputs = {}
+    for suffix in [""] + [f"_{i}" for i in range(num_aux)]:
+        outputs[f"pred_logits{suffix}"] = torch.randn(2, queries, classes + 1, generator=g).requires_grad_()
+        outputs[f"pred_masks{suffix}"] = (torch.randn(2, queries, size, size, generator=g) * 2).requires_grad_()
+    return outputs
+
+
+def test_format_targets_drops_ignored_labels_and_rejects_unknown_ones():
+    (labels0, masks0), (labels1, masks1) = format_targets(_seg_targets(), num_classes=4)
+    assert labels0.tolist() == sorted(set(_seg_targets()[0].flatten().tolist()) - {-100})
+    assert labels1.tolist() == [0, 1, 2, 3]
+    assert masks0.dtype == torch.bool and masks0.shape == (len(labels0), 8, 8)
+    assert torch.equal(masks1.sum(0), (~torch.isin(_seg_targets()[1], torch.tensor([-100, 255]))).long())
+    assert format_targets(torch.full((1, 4, 4), -100), num_classes=4)[0][0].numel() == 0
+    with pytest.raises(ValueError, match=r"labels \[7\]"):
+        format_targets(torch.full((1, 4, 4), 7), num_classes=4)
+
+
+def test_set_criterion_dense_terms_equal_the_formulas():
+    """MaskFormer's settings: focal mask loss on every target pixel; each term checked against its formula."""
+    matcher = HungarianMatcher(cost_class=1.0, cost_mask=20.0, cost_dice=1.0, num_points=0, mask_cost="focal")
+    weights = {"loss_ce": 1.5, "loss_mask": 20.0, "loss_dice": 0.5}
+    criterion = SetCriterion(4, matcher, weights, eos_coef=0.1, mask_loss="focal", num_aux=1)
+    outputs, seg = _predictions(num_aux=1), _seg_targets()
+    terms = criterion(outputs, {"seg_target": seg})
+    assert list(terms) == ["loss_ce", "loss_mask", "loss_dice", "loss_ce_0", "loss_mask_0", "loss_dice_0"]
+    assert list(terms) == criterion.term_names()
+    targets = format_targets(seg, 4)
+    num_masks = sum(len(labels) for labels, _ in targets)
+    for suffix in ("", "_0"):
+        logits, masks = outputs[f"pred_logits{suffix}"].detach(), outputs[f"pred_masks{suffix}"].detach()
+        ce_num = ce_den = focal = dice = 0.0
+        for image, (labels, target_masks) in enumerate(targets):
+            cost = pair_costs(logits[image], masks[image], labels, target_masks, matcher)
+            _, pairs = brute_force(cost)
+            classes = torch.full((5,), 4)
+            for q, t in pairs:
+                classes[q] = labels[t]
+                up = torch.nn.functional.interpolate(masks[image, q][None, None].double(), size=(8, 8),
+                                                     mode="bilinear", align_corners=False)[0, 0]
+                focal += sigmoid_focal_loss(up, target_masks[t].double(), alpha=0.25, gamma=2.0, reduction="mean")
+                dice += dice_formula(up, target_masks[t].double())
+            for q in range(5):
+                w = 0.1 if classes[q] == 4 else 1.0
+                ce_num += -w * logits[image, q].double().log_softmax(-1)[classes[q]]
+                ce_den += w
+        assert math.isclose(terms[f"loss_ce{suffix}"].item(), 1.5 * ce_num / ce_den, rel_tol=1e-5)
+        assert math.isclose(terms[f"loss_mask{suffix}"].item(), 20.0 * focal / num_masks, rel_tol=1e-5)
+        assert math.isclose(terms[f"loss_dice{suffix}"].item(), 0.5 * dice / num_masks, rel_tol=1e-5)
+    torch.stack(list(terms.values())).sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in outputs.values())
+
+
+def test_set_criterion_point_losses_approach_the_dense_ones_and_are_reproducible():
+    """Mask2Former's settings: BCE and dice at random points. With uniform points (importance ratio 0) and many
+    of them they estimate the every-pixel losses of the same matching (targets are read bilinearly at the points,
+    so large regions keep the soft border small); a generator makes them reproducible."""
+    outputs = _predictions(num_aux=0, size=8)
+    seg = torch.zeros(2, 64, 64, dtype=torch.long)
+    seg[:, 32:] = 1
+    seg[0, :, 40:] = 2
+    seg[1, :20, :20] = 3
+    dense = SetCriterion(4, HungarianMatcher(2.0, 5.0, 5.0, num_points=0), {"loss_ce": 2, "loss_mask": 5,
+                                                                           "loss_dice": 5}, mask_loss="bce")
+    sampled = SetCriterion(4, HungarianMatcher(2.0, 5.0, 5.0, num_points=0),
+                           {"loss_ce": 2, "loss_mask": 5, "loss_dice": 5}, mask_loss="bce",
+                           point_sampling={"num_points": 40000, "oversample_ratio": 1.0,
+                                           "importance_sample_ratio": 0.0})
+    exact = dense(outputs, seg)
+    estimate = sampled(outputs, seg, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(exact["loss_ce"], estimate["loss_ce"])
+    for name in ("loss_mask", "loss_dice"):
+        assert math.isclose(estimate[name].item(), exact[name].item(), rel_tol=0.03), name
+    m2f = SetCriterion(4, HungarianMatcher(2.0, 5.0, 5.0, num_points=64), {"loss_ce": 2, "loss_mask": 5,
+                                                                          "loss_dice": 5},
+                       point_sampling={"num_points": 64, "oversample_ratio": 3.0, "importance_sample_ratio": 0.75})
+    runs = [m2f(outputs, seg, generator=torch.Generator().manual_seed(1)) for _ in range(2)]
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_set_criterion_empty_images_and_all_ignored_batches():
+    criterion = SetCriterion(4, HungarianMatcher(1.0, 20.0, 1.0, mask_cost="focal"),
+                             {"loss_ce": 1.0, "loss_mask": 20.0, "loss_dice": 1.0}, mask_loss="focal")
+    outputs = _predictions(num_aux=0)
+    seg = _seg_targets()
+    seg[1] = -100
+    terms = criterion(outputs, seg)
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms = criterion(outputs, torch.full_like(seg, -100))
+    assert terms["loss_mask"].item() == 0 and terms["loss_dice"].item() == 0
+    # every query is "no object": the weighted cross-entropy is the plain mean
+    expected = -outputs["pred_logits"].detach().log_softmax(-1)[..., -1].mean()
+    assert math.isclose(terms["loss_ce"].item(), expected.item(), rel_tol=1e-6)
+    torch.stack(list(terms.values())).sum().backward()
