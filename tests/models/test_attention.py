@@ -16,6 +16,7 @@ from torch import nn
 from segkit.errors import RecipeError
 from segkit.models import build_criterion, build_segmentor, validate_model
 from segkit.models.heads.auxiliary import AuxiliaryHead
+from segkit.models.heads.da import ChannelAttentionModule, PositionAttentionModule
 from segkit.models.heads.ocr import OCRHead, SpatialGatherModule
 from segkit.models.layers.scale import Scale
 from segkit.models.layers.self_attention import SelfAttentionBlock
@@ -25,6 +26,7 @@ from .helpers import BN, FCN_R50_VOC_BACKBONE, count_parameters, images, make_re
 RELU = {"type": "ReLU", "inplace": True}
 AUX_R50 = {"in_channels": 1024, "out_channels": 512, "dropout": 0.1}
 """SSSeg's auxiliary table of every ResNet config of this family."""
+R101_BACKBONE = {**FCN_R50_VOC_BACKBONE, "depth": 101, "structure_type": "resnet101conv3x3stem"}
 HRNET_W18 = {"type": "HRNet", "structure_type": "hrnetv2_w18", "arch": "hrnetv2_w18", "pretrained": False,
              "selected_indices": [0, 0]}
 
@@ -196,3 +198,60 @@ def test_ocr_head_needs_its_auxiliary_decoder():
 
     with pytest.raises(ArgumentError, match="auxiliary"):
         OCRHead(in_channels=6, num_classes=3)
+
+
+# ----------------------------------------------------------------------------------------------- DANet
+
+DA_HEAD = {"in_channels": 2048, "feats_channels": 512, "transform_channels": 64, "dropout": 0.1}
+DA_LOSSES = {name: {"type": "CrossEntropyLoss", "scale_factor": 0.4 if name == "loss_aux" else 1.0}
+             for name in ("loss_aux", "loss_cls_pam", "loss_cls_cam", "loss_cls_pamcam")}
+
+
+@pytest.mark.parametrize(("backbone", "num_classes", "ssseg_count"), [
+    (FCN_R50_VOC_BACKBONE, 21, 52_214_710),  # ssseg/configs/danet/danet_resnet50os8_voc.py
+    (R101_BACKBONE, 150, 71_471_546),  # ssseg/configs/danet/danet_resnet101os8_ade20k.py
+])
+def test_danet_parameters_match_ssseg(backbone, num_classes, ssseg_count):
+    plan = validate_model(ssseg_recipe("DANet", DA_HEAD, num_classes, backbone, losses=DA_LOSSES), pretrained=False)
+    assert plan.parameters == ssseg_count
+    assert plan.output_names == ["out", "pam", "cam", "aux"]
+
+
+def test_danet_routes_ssseg_loss_names_and_runs_branch_classifiers_only_in_training():
+    recipe = tiny_recipe("DANet", {"feats_channels": 16, "transform_channels": 8, "dropout": 0.0},
+                         losses=DA_LOSSES)
+    segmentor = build_segmentor(recipe, pretrained=False)
+    calls = []
+    for name in ("decoder_pam", "decoder_cam"):
+        getattr(segmentor.head, name).register_forward_hook(lambda *_, n=name: calls.append(n))
+    segmentor.eval()
+    with torch.no_grad():
+        assert list(segmentor(images())) == ["out"]
+    assert calls == []
+    outputs = segmentor.train()(images())
+    assert list(outputs) == ["out", "pam", "cam", "aux"] and calls == ["decoder_pam", "decoder_cam"]
+    target = torch.randint(0, 4, (2, 64, 64))
+    criterion = build_criterion(recipe, segmentor)
+    losses = criterion(outputs, {"seg_target": target})
+    assert set(losses) == set(DA_LOSSES)
+    for loss_name, output in (("loss_cls_pamcam", "out"), ("loss_cls_pam", "pam"), ("loss_cls_cam", "cam")):
+        logits = F.interpolate(outputs[output], size=(64, 64), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(losses[loss_name], F.cross_entropy(logits, target))
+
+
+def test_danet_attention_modules_start_as_identity_and_follow_the_paper():
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 4, 5)
+    pam, cam = PositionAttentionModule(6, 3), ChannelAttentionModule()
+    assert torch.equal(pam(x), x) and torch.equal(cam(x), x)  # gamma = Scale(0)
+    assert count_parameters(pam) == 3 * 6 + 3 * 6 + 6 * 6 + 1 and count_parameters(cam) == 1
+    with torch.no_grad():
+        pam.gamma.scale.fill_(0.5)
+        cam.gamma.scale.fill_(2.0)
+    q, k, v = (proj(x).flatten(2) for proj in (pam.query_project, pam.key_project, pam.value_project))
+    attention = torch.einsum("bcn,bcm->bnm", q, k).softmax(-1)
+    torch.testing.assert_close(pam(x), x + 0.5 * torch.einsum("bnm,bcm->bcn", attention, v).reshape(x.shape))
+    flat = x.flatten(2)
+    energy = flat @ flat.transpose(1, 2)
+    attention = (energy.max(-1, keepdim=True).values - energy).softmax(-1)
+    torch.testing.assert_close(cam(x), x + 2.0 * (attention @ flat).reshape(x.shape))
