@@ -104,6 +104,48 @@ def build_model(recipe: str | Path | Recipe, overrides: list[str] = (), *, pretr
     return build_segmentor(rec, pretrained=pretrained)
 
 
+def model_info(recipe: str | Path, overrides: list[str] = (), *, flops: bool = False,
+               input_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """What a recipe's model is, without data or weights: parameters (total, trainable, per top-level module),
+    the features the heads read, training outputs and the loss routes; with ``flops`` the GFLOPs of one eval forward
+    at ``input_size`` (default: the training crop), counted by ``torch.utils.flop_counter`` on the meta device."""
+    from .models.build import ModelBuilder, build_criterion, segmentor_class
+
+    rec = load_recipe(recipe, overrides=list(overrides))
+    builder = ModelBuilder(rec, pretrained=False, probe=True)
+    model = segmentor_class(rec).from_recipe(builder)
+    criterion = build_criterion(rec, model, probe=True)
+
+    def count(module: torch.nn.Module, trainable: bool = False) -> int:
+        return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
+
+    info: dict[str, Any] = {
+        "recipe": str(recipe), "type": rec.type, "num_classes": rec.num_classes,
+        "parameters": count(model), "trainable_parameters": count(model, trainable=True),
+        "modules": {name: count(child) for name, child in model.named_children()},
+        "features": [{"channels": f.channels, "stride": f.stride} for f in builder.backbone_info or []],
+        "training_outputs": model.output_names(training=True),
+        "losses": {name: [{"type": type(t.loss).__name__, "output": t.route.output, "target": t.route.target,
+                           "resize": t.route.resize} for t in group]
+                   for name, group in getattr(criterion, "terms", {}).items()},
+        "criterion": type(criterion).__name__,
+        "exportable": model.exportable,
+    }
+    if flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        height, width = input_size or default_input_size(rec)
+        info["input_size"] = [height, width]
+        try:
+            with torch.device("meta"), torch.no_grad(), FlopCounterMode(display=False) as counter:
+                model.eval()(torch.empty(1, 3, height, width))
+            info["gflops"] = counter.get_total_flops() / 1e9
+        except Exception as exc:  # noqa: BLE001  (an op without a meta kernel)
+            info["gflops"] = None
+            info["gflops_error"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
 def print_recipe(recipe: str | Path, overrides: list[str] = (), work_dir: str | None = None) -> str:
     """The fully resolved recipe as TOML."""
     return recipe_to_toml(load_recipe(recipe, list(overrides), work_dir=work_dir))

@@ -177,6 +177,31 @@ def prepare_data(name: Annotated[str | None, typer.Argument(help="Dataset name (
     _kv_table(f"prepared {name}", summary)
 
 
+@app.command()
+def info(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")], set_: SetOpt = None,
+         flops: Annotated[bool, typer.Option("--flops", help="Also count GFLOPs of one forward at the crop size.")] = False,
+         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Describe a recipe's model without data or weights: parameters, features, outputs, losses."""
+    from . import api
+
+    data = api.model_info(recipe, set_ or [], flops=flops)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    head = f"{data['type']}: {data['parameters']:,} parameters ({data['trainable_parameters']:,} trainable)"
+    console.print(escape(head))
+    _kv_table("parameters by module", {k: f"{v:,}" for k, v in data["modules"].items()}, ("module", "parameters"))
+    features = ", ".join(f"{f['channels']}@/{f['stride']}" for f in data["features"])
+    console.print(escape(f"features (channels@/stride): {features}"))
+    routes = {name: "; ".join(f"{t['type']}: {t['output']} <- {t['target']} ({t['resize']})" for t in terms)
+              for name, terms in data["losses"].items()}
+    _kv_table(f"losses ({data['criterion']})", routes, ("loss", "route"))
+    if flops:
+        size = "x".join(map(str, data["input_size"]))
+        value = f"{data['gflops']:.2f}" if data["gflops"] is not None else f"n/a ({data['gflops_error']})"
+        console.print(escape(f"GFLOPs at {size}: {value}"))
+
+
 @app.command("list-registry")
 def list_registry(kind: Annotated[str | None, typer.Argument(help="backbones, segmentors, heads, losses, datasets, transforms, optimizers, schedulers, norms, activations, preparers.")] = None,
                   filter_: Annotated[str | None, typer.Option("--filter", help="Glob on names, e.g. 'Res*'.")] = None,

@@ -150,3 +150,17 @@ def test_unreadable_image_in_dataset(tiny_recipe, tmp_path, synthetic_root):
     assert victim.name in proc.stderr and "Traceback" not in proc.stderr
 
 
+
+
+def test_info_describes_a_model_without_data_or_weights(capsys):
+    code, out, err = run_cli(capsys, "info", "recipes/fcn_r50_voc.toml", "--flops", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["parameters"] == 40_066_954 and data["modules"]["backbone"] == 23_527_264
+    assert data["features"] == [{"channels": 1024, "stride": 8}, {"channels": 2048, "stride": 8}]
+    assert data["training_outputs"] == ["out", "aux"]
+    assert data["losses"]["loss_aux"] == [{"type": "CrossEntropyLoss", "output": "aux", "target": "seg_target",
+                                           "resize": "bilinear"}]
+    assert data["input_size"] == [512, 512] and 300 < data["gflops"] < 500  # two FLOPs per multiply-add
+    code, out, _ = run_cli(capsys, "info", "recipes/fcn_r50_voc.toml")
+    assert code == 0 and "40,066,954 parameters" in out and "aux <- seg_target" in out
