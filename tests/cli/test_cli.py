@@ -161,6 +161,6 @@ def test_info_describes_a_model_without_data_or_weights(capsys):
     assert data["training_outputs"] == ["out", "aux"]
     assert data["losses"]["loss_aux"] == [{"type": "CrossEntropyLoss", "output": "aux", "target": "seg_target",
                                            "resize": "bilinear"}]
-    assert data["input_size"] == [512, 512] and 300 < data["gflops"] < 500  # two FLOPs per multiply-add
+    assert data["input_size"] == [512, 512] and 250 < data["gflops"] < 350  # 2 FLOPs per multiply-add
     code, out, _ = run_cli(capsys, "info", "recipes/fcn_r50_voc.toml")
     assert code == 0 and "40,066,954 parameters" in out and "aux <- seg_target" in out
