@@ -224,6 +224,11 @@ def validate_model(recipe: Any, *, pretrained: bool = True) -> ModelPlan:
     builder = ModelBuilder(recipe, pretrained=pretrained, probe=True)
     segmentor = cls.from_recipe(builder)
     build_criterion(recipe, segmentor, probe=True)
+    optimizer_cfg = getattr(getattr(recipe, "scheduler", None), "optimizer", None)
+    if optimizer_cfg is not None:  # params_rules against the real parameter names (meta tensors, no memory)
+        from ..engine.optim import build_optimizer
+
+        build_optimizer(segmentor, optimizer_cfg)
     return ModelPlan(recipe.type, builder.backbone_info, segmentor.output_names(training=True),
                      sum(p.numel() for p in segmentor.parameters()))
 
