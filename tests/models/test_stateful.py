@@ -1,0 +1,159 @@
+"""PointRend, ICNet, MCIBI, MCIBIPlusPlus and IDRNet: SSSegmentation parameter counts, shapes and behaviour.
+
+The SSSegmentation numbers were obtained by building SSSegmentation 1.7.0's own segmentor classes from its configs
+(``ssseg/configs/<dir>/<config>.py``, backbone ``pretrained=False``) and counting ``model.parameters()`` (SSSeg keeps
+the MCIBI/MCIBI++/IDRNet state as frozen parameters, so it is counted, here too). The segkit side is built on the meta
+device from the converted recipe of the same config (``recipes/<dir>/<config>.toml``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from segkit.models.build import ModelBuilder, build_criterion, segmentor_class
+from segkit.models.losses.targets import point_labels
+from segkit.recipe import load_recipe
+
+from .helpers import count_parameters
+from .test_registry_models import small_recipe, synthetic_batch
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+
+SSSEG_PARAMETERS = {
+    "pointrend/pointrend_resnet50os32_ade20k": 28_891_248,
+    "pointrend/pointrend_resnet50os32_voc": 28_720_323,
+    "pointrend/pointrend_resnet101os32_cityscapes": 47_710_063,
+    "icnet/icnet_resnet50os8_cityscapes": 47_827_833,
+    "icnet/icnet_resnet101os8_cityscapes": 66_819_961,
+}
+"""``sum(p.numel() for p in model.parameters())`` of SSSegmentation 1.7.0's segmentor built from each config."""
+
+
+def meta_segmentor(recipe):
+    """The segmentor of ``recipe`` built on the meta device (no memory, no weights)."""
+    return segmentor_class(recipe).from_recipe(ModelBuilder(recipe, pretrained=False, probe=True))
+
+
+def build(recipe):
+    torch.manual_seed(0)
+    return segmentor_class(recipe).from_recipe(ModelBuilder(recipe, pretrained=False))
+
+
+@pytest.mark.parametrize("config", sorted(SSSEG_PARAMETERS))
+def test_parameter_count_matches_ssseg(config):
+    recipe = load_recipe(RECIPES / f"{config}.toml")
+    assert count_parameters(meta_segmentor(recipe)) == SSSEG_PARAMETERS[config]
+
+
+# ----------------------------------------------------------------------------------------------- ICNet
+
+
+def test_icnet_encoder_branches_neck_outputs_and_aux_inputs():
+    recipe, _ = small_recipe("ICNet")
+    segmentor = build(recipe)
+    encoder = segmentor.backbone
+    assert encoder.backbone_net.maxpool.ceil_mode
+    x = torch.randn(2, 3, 64, 96)
+    sub1, sub2, sub4 = encoder(x)
+    # the half image (32 x 48) -> stem (16 x 24) -> ceil-mode maxpool (9 x 13) -> layer2 (5 x 7) -> halved (2 x 3)
+    assert sub1.shape == (2, 8, 8, 12) and sub2.shape == (2, 16, 5, 7) and sub4.shape == (2, 16, 2, 3)
+    assert [i["reduction"] for i in encoder.feature_info] == [8, 16, 32]
+    x_24, x_12, x_cff_12 = segmentor.extract_features(x)
+    assert x_24.shape == (2, 16, 5, 7) and x_12.shape == x_cff_12.shape == (2, 16, 8, 12)
+    # the aux heads read the neck's x_24 and x_12 (SSSeg's features[:-1][-2:]), the head x_cff_12
+    assert [head.in_index for head in segmentor.aux_heads] == [-3, -2] and segmentor.head.in_index == -1
+    segmentor.train()
+    outputs = segmentor(x)
+    assert list(outputs) == ["out", "aux1", "aux2"]
+    assert outputs["aux1"].shape[2:] == (5, 7) and outputs["out"].shape[2:] == (8, 12)
+
+
+def test_icnet_rejects_channels_that_do_not_match_the_encoder():
+    from segkit.errors import RecipeError
+
+    recipe, _ = small_recipe("ICNet")
+    recipe.head["in_channels_list"] = [8, 16, 32]
+    with pytest.raises(RecipeError, match="head.in_channels_list"):
+        meta_segmentor(recipe)
+    recipe, _ = small_recipe("ICNet")
+    recipe.head["encoder"]["layer_channels_list"] = [512, 2048]
+    with pytest.raises(RecipeError, match="head.encoder"):
+        meta_segmentor(recipe)
+
+
+# ----------------------------------------------------------------------------------------------- PointRend
+
+
+def test_pointrend_training_outputs_points_and_point_labels():
+    recipe, size = small_recipe("PointRend")
+    segmentor = build(recipe).train()
+    images, labels = synthetic_batch(2, size, recipe.num_classes)
+    outputs = segmentor(images)
+    assert list(outputs) == ["out", "points", "aux"] == segmentor.output_names(training=True)
+    assert outputs["out"].shape == (2, recipe.num_classes, 64)
+    assert outputs["points"].shape == (2, 64, 2) and 0 <= outputs["points"].min() and outputs["points"].max() <= 1
+    assert outputs["aux"].shape == (2, recipe.num_classes, size // 4, size // 4)
+    # point labels: the label of the pixel each point falls in (nearest), as SSSeg's point_sample(mode='nearest')
+    target = point_labels({"seg_target": labels}, outputs, num_classes=recipe.num_classes, ignore_index=-100)
+    points = outputs["points"]
+    cols = (points[..., 0] * size).floor().long().clamp(max=size - 1)
+    rows = (points[..., 1] * size).floor().long().clamp(max=size - 1)
+    expected = torch.stack([labels[b, rows[b], cols[b]] for b in range(2)])
+    assert torch.equal(target, expected)
+    losses = build_criterion(recipe, segmentor)(outputs, {"seg_target": labels})
+    assert set(losses) == {"loss_cls", "loss_aux"}
+
+
+def test_pointrend_training_points_favour_uncertain_regions():
+    from segkit.models.heads.pointrend import top2_uncertainty
+
+    recipe, size = small_recipe("PointRend")
+    segmentor = build(recipe).train()
+    head = segmentor.head
+    torch.manual_seed(1)
+    images, _ = synthetic_batch(1, size, recipe.num_classes)
+    outputs = segmentor(images)
+    coarse = outputs["aux"].detach()
+    sampled = F.grid_sample(coarse, outputs["points"].unsqueeze(2) * 2 - 1, align_corners=False)  # [1, K, P, 1]
+    uncertainty = top2_uncertainty(sampled).flatten()
+    important = int(head.train_cfg["importance_sample_ratio"] * head.train_cfg["num_points"])
+    # the importance-sampled points come first, sorted from most to least uncertain
+    assert torch.all(uncertainty[:important - 1] >= uncertainty[1:important] - 1e-6)
+    assert uncertainty[:important].mean() > uncertainty.flatten().mean() - 1e-6
+
+
+def test_pointrend_eval_subdivision_rewrites_only_the_most_uncertain_cells():
+    recipe, size = small_recipe("PointRend")
+    recipe.head["test"] = {"subdivision_steps": 1, "subdivision_num_points": 40, "scale_factor": 2}
+    segmentor = build(recipe).eval()
+    images, _ = synthetic_batch(2, size, recipe.num_classes)
+    with torch.no_grad():
+        features = segmentor.extract_features(images)
+        coarse, fine = segmentor.head.coarse(features)
+        refined = segmentor(images)["out"]
+    upsampled = F.interpolate(coarse, scale_factor=2, mode="bilinear", align_corners=False)
+    assert refined.shape == (2, recipe.num_classes, size // 2, size // 2)
+    changed = (refined != upsampled).any(dim=1).flatten(1).sum(dim=1)
+    assert (changed <= 40).all() and (changed > 0).all()
+    # two steps (SSSeg's default) bring the stride-4 coarse map to the input resolution
+    recipe, _ = small_recipe("PointRend")
+    segmentor = build(recipe).eval()
+    with torch.no_grad():
+        assert segmentor(images)["out"].shape == (2, recipe.num_classes, size, size)
+
+
+def test_pointrend_needs_one_auxiliary_table():
+    from segkit.errors import RecipeError
+
+    recipe, _ = small_recipe("PointRend")
+    recipe.auxiliary = [recipe.auxiliary]
+    with pytest.raises(RecipeError, match="auxiliary"):
+        meta_segmentor(recipe)
+    recipe, _ = small_recipe("PointRend")
+    recipe.head["pointrend_in_channels_list"] = [256]
+    with pytest.raises(RecipeError, match="head.pointrend_in_channels_list"):
+        meta_segmentor(recipe)
