@@ -4,6 +4,7 @@ SSSegmentation's default configs, and SSSegmentation checkpoint layouts."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 
@@ -11,10 +12,15 @@ import pytest
 import torch
 from torchvision.ops import sigmoid_focal_loss
 
+from segkit.errors import CheckpointError, RecipeError
+from segkit.models import build_criterion, build_segmentor
 from segkit.models.criteria import HungarianMatcher, SetCriterion, format_targets
+from segkit.models.heads.maskformer import MaskFormerHead, query_output_names
 from segkit.models.layers import ArgumentError
 from segkit.models.layers.ms_deform_attn import MSDeformAttn, ms_deform_attn_core
 from segkit.models.layers.point_sample import point_sample
+from segkit.models.segmentors.maskformer import MaskFormer
+from segkit.models.ssseg_checkpoint import convert_ssseg_state_dict
 
 # ----------------------------------------------------------------------------------------------- deformable attention
 
@@ -324,3 +330,173 @@ def test_set_criterion_empty_images_and_all_ignored_batches():
     expected = -outputs["pred_logits"].detach().log_softmax(-1)[..., -1].mean()
     assert math.isclose(terms["loss_ce"].item(), expected.item(), rel_tol=1e-6)
     torch.stack(list(terms.values())).sum().backward()
+
+
+# ----------------------------------------------------------------------------------------------- SSSeg parity
+
+SSSEG_HEADS = {
+    # SSSegmentation 1.7.0's configs built with its own modules (/work/ssseg, fvcore's init stubbed, pretrained off):
+    # parameters outside backbone_net, and the sha256 (first 16 hex digits) of its non-backbone state-dict layout,
+    # "key [shape]" per line in state-dict order, criterion.empty_weight left out. Whole models: MaskFormer Swin-B
+    # 121,858,319 and Swin-T 60,614,481; Mask2Former Swin-B ADE20k 106,922,191 and Swin-T Cityscapes 47,405,966.
+    "maskformer_swinbase_ade20k": (34_977_943, "fbc10191fe5e3c5a"),
+    "maskformer_swintiny_ade20k": (33_093_783, "3c00d261a3d85bcb"),
+}
+
+
+def ssseg_layout_digest(segmentor_cls, head: torch.nn.Module) -> str:
+    """The head's state-dict layout under SSSegmentation's names (the class's ``ssseg_prefixes`` reversed)."""
+    reverse = {dst: src for src, dst in segmentor_cls.ssseg_prefixes.items() if dst.startswith("head.")}
+    rows = []
+    for key, tensor in head.state_dict().items():
+        full = f"head.{key}"
+        prefix = next(p for p in sorted(reverse, key=len, reverse=True) if full.startswith(p + "."))
+        rows.append(f"{reverse[prefix]}{full[len(prefix):]} {list(tensor.shape)}")
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+MASKFORMER_PREDICTOR = {"mask_classification": True, "hidden_dim": 256, "num_queries": 100, "nheads": 8,
+                        "dropout": 0.1, "dim_feedforward": 2048, "enc_layers": 0, "dec_layers": 6, "pre_norm": False,
+                        "deep_supervision": True, "enforce_input_project": False,
+                        "norm_cfg": {"type": "LayerNorm"}, "act_cfg": {"type": "ReLU", "inplace": True}}
+
+
+@pytest.mark.parametrize("config,channels", [("maskformer_swinbase_ade20k", [128, 256, 512, 1024]),
+                                             ("maskformer_swintiny_ade20k", [96, 192, 384, 768])])
+def test_maskformer_head_matches_ssseg_parameters_and_layout(config, channels):
+    with torch.device("meta"):
+        head = MaskFormerHead(in_channels=channels, num_classes=150, feats_channels=512, pool_scales=(1, 2, 3, 6),
+                              mask_feats_channels=256, predictor=dict(MASKFORMER_PREDICTOR),
+                              norm_cfg={"type": "SyncBatchNorm"})
+    parameters, digest = SSSEG_HEADS[config]
+    assert sum(p.numel() for p in head.parameters()) == parameters
+    assert ssseg_layout_digest(MaskFormer, head) == digest
+
+
+def _small(name: str):
+    from .test_registry_models import small_recipe
+
+    recipe, size = small_recipe(name)
+    torch.manual_seed(0)
+    return recipe, size, build_segmentor(recipe, pretrained=False)
+
+
+def to_ssseg_layout(segmentor) -> dict[str, torch.Tensor]:
+    """A segkit state dict renamed to SSSegmentation's layout, with the criterion's buffer SSSegmentation keeps."""
+    reverse = {dst: src for src, dst in type(segmentor).ssseg_prefixes.items()}
+    state = {}
+    for key, tensor in segmentor.state_dict().items():
+        prefix = next(p for p in sorted(reverse, key=len, reverse=True) if key.startswith(p + "."))
+        state[reverse[prefix] + key[len(prefix):]] = tensor.clone()
+    state["criterion.empty_weight"] = torch.tensor([1.0] * segmentor.head.num_classes + [0.1])
+    return state
+
+
+@pytest.mark.parametrize("name", ["MaskFormer"])
+def test_ssseg_checkpoint_with_criterion_buffer_loads(name):
+    _, _, segmentor = _small(name)
+    state = to_ssseg_layout(segmentor)
+    assert "criterion.empty_weight" in state and not any(k.startswith("head.") for k in state)
+    converted = convert_ssseg_state_dict({"model": state}, segmentor)
+    assert list(converted) == list(segmentor.state_dict())
+    assert all(torch.equal(converted[k], v) for k, v in segmentor.state_dict().items())
+    segmentor.load_state_dict(converted, strict=True)
+    # an unknown extra key is still an error: only the declared buffer is dropped
+    with pytest.raises(CheckpointError, match="criterion.other"):
+        convert_ssseg_state_dict({**state, "criterion.other": torch.ones(1)}, segmentor)
+
+
+# ----------------------------------------------------------------------------------------------- segmentors
+
+
+@pytest.mark.parametrize("name", ["MaskFormer"])
+def test_query_segmentor_outputs_and_semantic_inference(name):
+    recipe, size, segmentor = _small(name)
+    images = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    segmentor.train()
+    outputs = segmentor(images)
+    num_aux = segmentor.head.num_aux
+    assert num_aux == 1 and list(outputs) == query_output_names(num_aux) == segmentor.output_names(training=True)
+    queries = outputs["pred_logits"].shape[1]
+    assert outputs["pred_logits"].shape == (2, queries, recipe.num_classes + 1)
+    assert outputs["pred_masks"].shape == (2, queries, size // 4, size // 4)
+    segmentor.eval()
+    with torch.no_grad():
+        predictions = segmentor.head(segmentor.extract_features(images))
+        out = segmentor(images)["out"]
+    assert list(predictions) == ["pred_logits", "pred_masks"] and segmentor.output_names(False) == ["out"]
+    masks = torch.nn.functional.interpolate(predictions["pred_masks"], size=(size, size), mode="bilinear",
+                                            align_corners=False).sigmoid()
+    probs = predictions["pred_logits"].softmax(-1)[..., :-1]
+    expected = (probs[:, :, :, None, None] * masks[:, :, None]).sum(1)  # sum over queries
+    assert out.shape == (2, recipe.num_classes, size, size)
+    assert torch.allclose(out, expected, atol=1e-6) and out.min() >= 0
+
+
+@pytest.mark.parametrize("name", ["MaskFormer"])
+def test_query_criterion_from_recipe_defaults_reduce_mean_and_errors(name):
+    recipe, size, segmentor = _small(name)
+    criterion = build_criterion(recipe, segmentor)
+    assert isinstance(criterion, SetCriterion) and criterion.num_aux == segmentor.head.num_aux
+    defaults = type(segmentor).set_criterion_defaults
+    assert criterion.eos_coef == defaults["eos_coef"] and criterion.mask_loss == defaults["mask_loss"]
+    assert criterion.weights == {"loss_ce": defaults["matcher"]["cost_class"],
+                                 "loss_mask": defaults["matcher"]["cost_mask"],
+                                 "loss_dice": defaults["matcher"]["cost_dice"]}
+    assert "empty_weight" not in criterion.state_dict()  # not persistent: SSSegmentation's copy is dropped on import
+    images = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    seg = torch.randint(0, recipe.num_classes, (2, size, size), generator=torch.Generator().manual_seed(1))
+    segmentor.train()
+    outputs = {k: v.detach() for k, v in segmentor(images).items()}
+    plain = criterion(outputs, {"seg_target": seg}, generator=torch.Generator().manual_seed(0))
+    seen = []
+    segmentor.reduce_mean = lambda t: seen.append(t.clone()) or t * 2  # as the engine sets it after building
+    doubled = criterion(outputs, {"seg_target": seg}, generator=torch.Generator().manual_seed(0))
+    assert seen and seen[0].item() == sum(len(torch.unique(s)) for s in seg)
+    for term in plain:
+        factor = 1.0 if term.startswith("loss_ce") else 0.5
+        assert math.isclose(doubled[term].item(), factor * plain[term].item(), rel_tol=1e-5), term
+    # the recipe's tables override the segmentor's defaults; weights default to the matcher costs
+    recipe.criterion = {"eos_coef": 0.2, "matcher": {"type": "HungarianMatcher", "cost_class": 3.0},
+                        "weights": {"loss_dice": 7.0}}
+    custom = build_criterion(recipe, segmentor)
+    assert custom.eos_coef == 0.2 and custom.empty_weight[-1].item() == pytest.approx(0.2)
+    assert custom.weights["loss_ce"] == 3.0 and custom.weights["loss_dice"] == 7.0
+    assert custom.matcher.cost_mask == defaults["matcher"]["cost_mask"]
+    for table, path in [({"eos_cof": 0.1}, "criterion.eos_cof"), ({"matcher": {"cost_clas": 1.0}},
+                                                                    "criterion.matcher.cost_clas"),
+                        ({"weights": {"loss_cee": 1.0}}, "criterion.weights.loss_cee"),
+                        ({"point_sampling": {"num_point": 4}}, "criterion.point_sampling.num_point"),
+                        ({"matcher": {"type": "Greedy"}}, "criterion.matcher.type"),
+                        ({"matcher": {"num_points": -1}}, "criterion.matcher.num_points"),
+                        ({"mask_loss": "dice"}, "criterion.mask_loss"),
+                        ({"losses": ["labels", "boxes"]}, "criterion.losses[1]")]:
+        recipe.criterion = table
+        with pytest.raises(RecipeError) as info:
+            build_criterion(recipe, segmentor)
+        assert info.value.path == path, (table, str(info.value))
+    recipe.criterion = None
+    recipe.losses = {"loss_cls": {"type": "CrossEntropyLoss"}}
+    with pytest.raises(RecipeError, match="weights live in"):
+        build_criterion(recipe, segmentor)
+
+
+@pytest.mark.parametrize("name", ["MaskFormer"])
+def test_query_recipes_reject_auxiliary_heads_and_typos_in_nested_tables(name):
+    from .test_registry_models import small_recipe
+
+    recipe, _ = small_recipe(name)
+    recipe.auxiliary = {"out_channels": 16}
+    with pytest.raises(RecipeError, match="auxiliary"):
+        build_segmentor(recipe, pretrained=False)
+    recipe, _ = small_recipe(name)
+    nested = "predictor"
+    recipe.head[nested] = {**recipe.head[nested], "num_querys": 4}
+    with pytest.raises(RecipeError) as info:
+        build_segmentor(recipe, pretrained=False)
+    assert info.value.path == f"head.{nested}.num_querys" and "num_queries" in str(info.value)
+    recipe, _ = small_recipe(name)
+    recipe.head[nested] = {**recipe.head[nested], "norm_cfg": {"type": "LayerNorm", "epss": 1e-5}}
+    with pytest.raises(RecipeError) as info:
+        build_segmentor(recipe, pretrained=False)
+    assert info.value.path.startswith(f"head.{nested}.norm_cfg"), str(info.value)
