@@ -18,6 +18,7 @@ from segkit.models import build_criterion, build_segmentor, validate_model
 from segkit.models.heads.auxiliary import AuxiliaryHead
 from segkit.models.heads.da import ChannelAttentionModule, PositionAttentionModule
 from segkit.models.heads.ocr import OCRHead, SpatialGatherModule
+from segkit.models.layers.non_local import NonLocal2d
 from segkit.models.layers.scale import Scale
 from segkit.models.layers.self_attention import SelfAttentionBlock
 
@@ -255,3 +256,63 @@ def test_danet_attention_modules_start_as_identity_and_follow_the_paper():
     energy = flat @ flat.transpose(1, 2)
     attention = (energy.max(-1, keepdim=True).values - energy).softmax(-1)
     torch.testing.assert_close(cam(x), x + 2.0 * (attention @ flat).reshape(x.shape))
+
+
+# ----------------------------------------------------------------------------------------------- NonLocalNet
+
+R101_OS16 = {**R101_BACKBONE, "outstride": 16}
+NL_HEAD = {"in_channels": 2048, "feats_channels": 512, "use_scale": True, "mode": "embeddedgaussian", "reduction": 2,
+           "dropout": 0.1}
+
+
+@pytest.mark.parametrize(("backbone", "num_classes", "ssseg_count"), [
+    (FCN_R50_VOC_BACKBONE, 21, 52_390_538),  # ssseg/configs/nonlocalnet/nonlocalnet_resnet50os8_voc.py
+    (R101_OS16, 150, 71_515_020),  # ssseg/configs/nonlocalnet/nonlocalnet_resnet101os16_ade20k.py
+])
+def test_nonlocalnet_parameters_match_ssseg(backbone, num_classes, ssseg_count):
+    plan = validate_model(ssseg_recipe("NonLocalNet", NL_HEAD, num_classes, backbone), pretrained=False)
+    assert plan.parameters == ssseg_count
+
+
+def _nl_reference(block: NonLocal2d, x: torch.Tensor) -> torch.Tensor:
+    """The paper's formulas, written out position by position in einsum form."""
+    n, c, h, w = x.shape
+    pool = (lambda t: F.max_pool2d(t, 2)) if block.sub_sample else (lambda t: t)
+    g = pool(block.g(x)).flatten(2)
+    if block.mode == "gaussian":
+        theta, phi = x.flatten(2), pool(x).flatten(2)
+    else:
+        theta, phi = block.theta(x).flatten(2), pool(block.phi(x)).flatten(2)
+    if block.mode == "concatenation":
+        pairs = torch.cat([theta.unsqueeze(3).expand(-1, -1, -1, phi.shape[2]),
+                           phi.unsqueeze(2).expand(-1, -1, theta.shape[2], -1)], dim=1)
+        f = torch.relu(torch.einsum("oc,bcnm->bnm", block.concat_project[0].weight[:, :, 0, 0], pairs))
+        weights = f / phi.shape[2]
+    else:
+        f = torch.einsum("bcn,bcm->bnm", theta, phi)
+        if block.mode == "dotproduct":
+            weights = f / phi.shape[2]
+        else:
+            scale = theta.shape[1] ** -0.5 if block.mode == "embeddedgaussian" and block.use_scale else 1.0
+            weights = (f * scale).softmax(-1)
+    y = torch.einsum("bnm,bcm->bcn", weights, g).reshape(n, block.inter_channels, h, w)
+    return x + block.conv_out(y)
+
+
+@pytest.mark.parametrize("mode", ["embeddedgaussian", "gaussian", "dotproduct", "concatenation"])
+@pytest.mark.parametrize("sub_sample", [False, True])
+def test_non_local_block_follows_the_paper(mode, sub_sample):
+    torch.manual_seed(0)
+    block = NonLocal2d(12, reduction=4, mode=mode, sub_sample=sub_sample, norm_cfg=BN, act_cfg=RELU).eval()
+    assert block.inter_channels == 3
+    x = torch.randn(2, 12, 6, 8)
+    torch.testing.assert_close(block(x), _nl_reference(block, x))
+    # SSSeg's layout: g, conv_out (conv + norm), theta, phi (+ concat_project)
+    names = [n for n, _ in block.named_children()]
+    assert names == ["g", "conv_out"] + ([] if mode == "gaussian" else ["theta", "phi"]) + (
+        ["concat_project"] if mode == "concatenation" else [])
+
+
+def test_nonlocal_head_mode_is_checked_at_its_recipe_path():
+    with pytest.raises(RecipeError, match=r"^head\.mode:"):
+        validate_model(tiny_recipe("NonLocalNet", {"feats_channels": 16, "mode": "embedded_gaussian"}))
