@@ -18,6 +18,7 @@ from segkit.models import build_criterion, build_segmentor, validate_model
 from segkit.models.heads.auxiliary import AuxiliaryHead
 from segkit.models.heads.da import ChannelAttentionModule, PositionAttentionModule
 from segkit.models.heads.ocr import OCRHead, SpatialGatherModule
+from segkit.models.layers.disentangled_non_local import DisentangledNonLocal2d
 from segkit.models.layers.non_local import NonLocal2d
 from segkit.models.layers.scale import Scale
 from segkit.models.layers.self_attention import SelfAttentionBlock
@@ -316,3 +317,41 @@ def test_non_local_block_follows_the_paper(mode, sub_sample):
 def test_nonlocal_head_mode_is_checked_at_its_recipe_path():
     with pytest.raises(RecipeError, match=r"^head\.mode:"):
         validate_model(tiny_recipe("NonLocalNet", {"feats_channels": 16, "mode": "embedded_gaussian"}))
+
+
+# ----------------------------------------------------------------------------------------------- DNLNet
+
+DNL_HEAD = {**NL_HEAD, "temperature": 0.05}
+
+
+@pytest.mark.parametrize(("backbone", "num_classes", "ssseg_count"), [
+    (FCN_R50_VOC_BACKBONE, 21, 52_391_051),  # ssseg/configs/dnlnet/dnlnet_resnet50os8_voc.py
+    (R101_OS16, 19, 71_381_127),  # ssseg/configs/dnlnet/dnlnet_resnet101os16_cityscapes.py
+])
+def test_dnlnet_parameters_match_ssseg(backbone, num_classes, ssseg_count):
+    plan = validate_model(ssseg_recipe("DNLNet", DNL_HEAD, num_classes, backbone), pretrained=False)
+    assert plan.parameters == ssseg_count
+
+
+@pytest.mark.parametrize("use_scale", [True, False])
+def test_disentangled_non_local_is_whitened_pairwise_plus_unary(use_scale):
+    torch.manual_seed(0)
+    block = DisentangledNonLocal2d(12, temperature=0.5, reduction=4, use_scale=use_scale, norm_cfg=BN).eval()
+    assert [n for n, _ in block.named_children()] == ["g", "conv_out", "theta", "phi", "conv_mask"]
+    x = torch.randn(2, 12, 5, 6)
+    theta, phi, g = (proj(x).flatten(2) for proj in (block.theta, block.phi, block.g))
+    theta = theta - theta.mean(dim=2, keepdim=True)
+    phi = phi - phi.mean(dim=2, keepdim=True)
+    logits = torch.einsum("bcn,bcm->bnm", theta, phi) / 0.5
+    if use_scale:
+        logits = logits / 3 ** 0.5
+    pairwise = torch.einsum("bnm,bcm->bcn", logits.softmax(-1), g).reshape(2, 3, 5, 6)
+    unary = torch.einsum("bn,bcn->bc", block.conv_mask(x).flatten(1).softmax(-1), g)[:, :, None, None]
+    torch.testing.assert_close(block(x), x + block.conv_out(pairwise + unary))
+
+
+def test_disentangled_non_local_refuses_sub_sampling_and_bad_temperatures():
+    with pytest.raises(ValueError, match="sub_sample"):
+        DisentangledNonLocal2d(8, sub_sample=True)
+    with pytest.raises(RecipeError, match=r"^head\.temperature: temperature must be > 0"):
+        validate_model(tiny_recipe("DNLNet", {"feats_channels": 16, "temperature": 0.0}))
