@@ -18,9 +18,11 @@ from segkit.models import build_segmentor
 from segkit.models.heads.aspp import ASPPHead
 from segkit.models.heads.deeplabv3plus import Deeplabv3PlusHead
 from segkit.models.heads.psp import PSPHead
+from segkit.models.heads.upernet import UPerNetHead
 from segkit.models.layers import ConvNormAct, DepthwiseSeparableConv2d
 from segkit.models.layers.aspp import ASPP
 from segkit.models.layers.ds_aspp import DepthwiseSeparableASPP
+from segkit.models.layers.fpn_fusion import UPerFPNFusion
 from segkit.models.layers.ppm import PPM
 
 from .helpers import BN, count_parameters, images, make_recipe
@@ -208,5 +210,128 @@ def test_deeplabv3plus_segmentor_outputs_at_stride_4():
                          head={"feats_channels": 8, "shortcut_channels": 4, "dilations": [1, 2]})
     segmentor = build_segmentor(recipe, pretrained=False)
     assert segmentor.head.in_channels == [8, 64] and segmentor.aux_heads[0].in_channels == 32
+    outputs = segmentor.train()(images(2, 64))
+    assert outputs["out"].shape == (2, 4, 16, 16) and outputs["aux"].shape == (2, 4, 8, 8)
+
+
+# ----------------------------------------------------------------------------------------------- UPerNet
+
+UPERNET_HEAD = {"in_channels_list": [256, 512, 1024, 2048], "feats_channels": 512, "pool_scales": [1, 2, 3, 6],
+                "dropout": 0.1}
+
+
+@pytest.mark.parametrize(("num_classes", "expected"), [
+    (150, 68_914_316),  # SSSeg upernet/upernet_resnet50os8_ade20k
+    (21, 68_781_962),  # SSSeg upernet/upernet_resnet50os8_voc
+])
+def test_upernet_resnet50os8_has_ssseg_parameter_count(num_classes, expected):
+    # SSSeg's head table names the pyramid's channels in_channels_list: accepted and checked
+    segmentor = build_segmentor(ssseg_recipe("UPerNet", UPERNET_HEAD, num_classes, backbone=R50_D8_ALL),
+                                pretrained=False)
+    assert count_parameters(segmentor) == expected
+    head = segmentor.head
+    assert isinstance(head, UPerNetHead) and head.in_index == [0, 1, 2, 3]
+    assert head.in_channels == [256, 512, 1024, 2048]
+    # SSSeg: ppm_net 23,073,792; lateral_convs 920,576; fpn_convs 7,080,960; decoder 9,448,981 (VOC)
+    assert count_parameters(head.ppm_net) == 23_073_792
+    assert count_parameters(head.fpn.lateral_convs) == 920_576
+    assert count_parameters(head.fpn.fpn_convs) == 7_080_960
+    assert count_parameters(head.decoder) == 9_448_981 + 513 * (num_classes - 21)
+
+
+# SSSeg beit/upernet_beitbase_ade20k: backbone 86,554,176; feats_to_pyramid_net 7,081,728; ppm_net 14,554,112;
+# lateral_convs 1,182,720; fpn_convs 7,080,960; decoder 9,515,158; auxiliary 3,616,918 -> 129,585,772.
+# SSSeg mae/upernet_maevitbase_ade20k (feats_channels 768): 165,685,612.
+@pytest.mark.parametrize(("backbone", "feats_channels", "expected"), [
+    ({"type": "BEiT", "structure_type": "beit_base_patch16_224_pt22k_ft22k", "pretrained": False,
+      "norm_cfg": {"type": "LayerNorm", "eps": 1e-6}}, 512, 129_585_772),
+    ({"type": "MAE", "structure_type": "mae_pretrain_vit_base", "pretrained": False, "img_size": [512, 512],
+      "patch_size": 16, "embed_dims": 768, "num_layers": 12, "num_heads": 12, "mlp_ratio": 4, "init_values": 1.0,
+      "drop_path_rate": 0.1, "norm_cfg": {"type": "LayerNorm", "eps": 1e-6}}, 768, 165_685_612),
+])
+def test_upernet_on_beit_and_mae_with_the_feature2pyramid_neck_has_ssseg_parameter_count(
+        backbone, feats_channels, expected):
+    recipe = make_recipe(
+        type="UPerNet", num_classes=150, norm_cfg={"type": "SyncBatchNorm"},
+        backbone={**backbone, "selected_indices": [0, 1, 2, 3]},
+        neck={"type": "Feature2Pyramid", "embed_dim": 768, "rescales": [4, 2, 1, 0.5]},
+        head={"in_channels_list": [768] * 4, "feats_channels": feats_channels, "pool_scales": [1, 2, 3, 6],
+              "dropout": 0.1},
+        auxiliary={"in_channels": 768, "out_channels": 512, "dropout": 0.1},
+    )
+    segmentor = build_segmentor(recipe, pretrained=False)
+    assert count_parameters(segmentor) == expected
+    if feats_channels == 512:
+        assert count_parameters(segmentor.neck) == 7_081_728
+        assert count_parameters(segmentor.head.ppm_net) == 14_554_112
+        assert count_parameters(segmentor.head.fpn.lateral_convs) == 1_182_720
+        assert count_parameters(segmentor.aux_heads[0]) == 3_616_918
+
+
+def test_upernet_in_channels_list_must_match_the_features():
+    recipe = ssseg_recipe("UPerNet", {**UPERNET_HEAD, "in_channels_list": [256, 512, 1024, 1024]}, 21,
+                          backbone=R50_D8_ALL)
+    with pytest.raises(RecipeError, match=r"head\.in_channels_list.*\[256, 512, 1024, 2048\]"):
+        build_segmentor(recipe, pretrained=False)
+    with pytest.raises(RecipeError, match="in_index"):
+        UPerNetHead([8], 3, in_index=[0])
+
+
+def test_upernet_head_fuses_at_the_finest_input():
+    head = UPerNetHead([4, 8, 16], 3, feats_channels=6, pool_scales=(1, 2), norm_cfg=BN, in_index=[0, 1, 2]).eval()
+    assert [c.conv.in_channels for c in head.fpn.lateral_convs] == [4, 8]
+    assert head.ppm_net.in_channels == 16 and head.decoder[0].conv.in_channels == 3 * 6
+    features = _features((4, 16, 16), (8, 8, 8), (16, 4, 4))
+    assert head(features).shape == (2, 3, 16, 16)
+
+
+def _reference_fusion(fusion: UPerFPNFusion, inputs, top):
+    """UPerNet's fusion written out: top-down sums of the laterals, 3x3 convs, all upsampled to the finest."""
+    def up(x, like):
+        return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
+    laterals = [conv(x) for conv, x in zip(fusion.lateral_convs, inputs, strict=True)] + [top]
+    for i in range(len(laterals) - 1, 0, -1):
+        laterals[i - 1] = laterals[i - 1] + up(laterals[i], laterals[i - 1])
+    outs = [fusion.fpn_convs[i](laterals[i]) for i in range(len(inputs))] + [laterals[-1]]
+    return torch.cat([up(o, outs[0]) for o in outs], dim=1)
+
+
+def test_fpn_fusion_is_lateral_top_down_then_3x3():
+    fusion = UPerFPNFusion([3, 5], 4, norm_cfg=BN, act_cfg={"type": "ReLU", "inplace": True}).eval()
+    assert all(not conv.act.inplace for conv in [*fusion.lateral_convs, *fusion.fpn_convs])
+    inputs = _features((3, 12, 12), (5, 6, 6))
+    top = torch.randn(2, 4, 3, 3)
+    with torch.no_grad():
+        levels = fusion(inputs, top)
+        assert [tuple(x.shape[2:]) for x in levels] == [(12, 12), (6, 6), (3, 3)] and levels[-1] is top
+        assert torch.allclose(fusion.concat(levels), _reference_fusion(fusion, inputs, top), atol=1e-6)
+    with pytest.raises(ValueError, match="2 lateral inputs"):
+        fusion(inputs[:1], top)
+
+
+def test_fpn_fusion_cascade_feeds_each_output_to_the_next_finer_level():
+    fusion = UPerFPNFusion([3, 5, 7], 4, norm_cfg=None, act_cfg=None, cascade=True).eval()
+    inputs = _features((3, 16, 16), (5, 8, 8), (7, 4, 4))
+    top = torch.randn(2, 4, 2, 2)
+
+    def up(x, like):
+        return F.interpolate(x, size=like.shape[2:], mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        p = [conv(x) for conv, x in zip(fusion.lateral_convs, inputs, strict=True)]
+        out = fusion.fpn_convs[0](p[2] + up(top, p[2]))  # MaskFormer's order: fpn_convs[0] is the coarsest
+        out = fusion.fpn_convs[1](p[1] + up(out, p[1]))
+        out = fusion.fpn_convs[2](p[0] + up(out, p[0]))
+        assert torch.allclose(fusion(inputs, top)[0], out, atol=1e-6)
+    with pytest.raises(RecipeError, match="out_channels"):
+        UPerFPNFusion([3], 4, out_channels=8, cascade=True)
+    assert UPerFPNFusion([3], 4, out_channels=8, norm_cfg=None)(_features((3, 4, 4)), torch.randn(2, 4, 2, 2))[0] \
+        .shape == (2, 8, 4, 4)
+
+
+def test_upernet_aux_head_reads_the_second_to_last_pyramid_level():
+    recipe = make_recipe(type="UPerNet", backbone={**make_recipe().backbone, "selected_indices": [0, 1, 2, 3]},
+                         head={"feats_channels": 8, "pool_scales": [1, 2]})
+    segmentor = build_segmentor(recipe, pretrained=False)
+    assert segmentor.head.in_channels == [8, 16, 32, 64] and segmentor.aux_heads[0].in_channels == 32
     outputs = segmentor.train()(images(2, 64))
     assert outputs["out"].shape == (2, 4, 16, 16) and outputs["aux"].shape == (2, 4, 8, 8)
