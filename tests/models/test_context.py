@@ -8,10 +8,13 @@ counts are SSSeg's modules with mmcv's criss-cross attention counted by formula 
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from segkit.errors import RecipeError
 from segkit.models import build_segmentor
 from segkit.models.layers.criss_cross import CrissCrossAttention
+from segkit.models.layers.psa_mask import PSAMask
 
 from .helpers import count_parameters, make_recipe
 
@@ -105,3 +108,117 @@ def test_ccnet_recurrence_reuses_one_attention():
         segmentor(torch.randn(1, 3, 64, 64))
     assert len(calls) == 3
     assert sum(isinstance(m, CrissCrossAttention) for m in segmentor.modules()) == 1
+
+
+# ----------------------------------------------------------------------------------------------- PSANet
+
+
+def naive_psamask(mask: torch.Tensor, psa_type: str, mask_size: tuple[int, int]) -> torch.Tensor:
+    """mmcv's ``psamask_{collect,distribute}_forward`` loops, element by element."""
+    batch, _, height, width = mask.shape
+    h_mask, w_mask = mask_size
+    half_h, half_w = (h_mask - 1) // 2, (w_mask - 1) // 2
+    rows = []
+    for n in range(batch):
+        out = [[mask.new_zeros(()) for _ in range(height * width)] for _ in range(height * width)]
+        for h in range(height):
+            for w in range(width):
+                for i in range(max(0, half_h - h), min(h_mask, height + half_h - h)):
+                    for j in range(max(0, half_w - w), min(w_mask, width + half_w - w)):
+                        p = (i + h - half_h) * width + (j + w - half_w)
+                        q = h * width + w
+                        value = mask[n, i * w_mask + j, h, w]
+                        if psa_type == "collect":
+                            out[p][q] = value
+                        else:
+                            out[q][p] = value
+        rows.append(torch.stack([torch.stack(r) for r in out]))
+    return torch.stack(rows).reshape(batch, height * width, height, width)
+
+
+@pytest.mark.parametrize("psa_type", ["collect", "distribute"])
+@pytest.mark.parametrize("mask_size", [(7, 9), (3, 3), (4, 2)])
+def test_psamask_matches_the_kernel_loops_values_and_gradients(psa_type, mask_size):
+    torch.manual_seed(0)
+    height, width = 4, 5
+    module = PSAMask(psa_type, mask_size)
+    mask = torch.randn(2, mask_size[0] * mask_size[1], height, width, dtype=torch.double, requires_grad=True)
+    out = module(mask)
+    ref = naive_psamask(mask, psa_type, mask_size)
+    assert out.shape == (2, height * width, height, width)
+    assert torch.equal(out, ref)
+    weight = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * weight).sum(), mask)
+    (grad_ref,) = torch.autograd.grad((ref * weight).sum(), mask)
+    assert torch.equal(grad, grad_ref)
+
+
+def test_psamask_over_complete_mask_covers_every_pair_and_distribute_is_the_transpose():
+    height, width = 3, 4
+    mask = torch.randn(1, (2 * height - 1) * (2 * width - 1), height, width)
+    collect = PSAMask("collect", (2 * height - 1, 2 * width - 1))(mask).reshape(1, 12, 12)
+    distribute = PSAMask("distribute", (2 * height - 1, 2 * width - 1))(mask).reshape(1, 12, 12)
+    assert (collect != 0).all()
+    assert torch.equal(distribute, collect.transpose(1, 2))
+
+
+def test_psamask_caches_one_index_per_size():
+    module = PSAMask("collect", (5, 5))
+    module(torch.randn(1, 25, 4, 4))
+    module(torch.randn(2, 25, 4, 4))
+    module(torch.randn(1, 25, 3, 6))
+    assert len(module._index_cache) == 2
+
+
+@pytest.mark.parametrize("psa_type", ["bi-direction", "collect", "distribute"])
+def test_psanet_default_parameter_count_matches_ssseg(psa_type):
+    # SSSeg PSANET_SEGMENTOR_CFG (num_classes 150, mask 97x97, compact False): reduce 1,049,600 + attention
+    # 5,080,576 + reduce_p 1,049,600 + attention_p 5,080,576 + proj 2,101,248 + decoder 18,952,342 = 33,313,942;
+    # auxiliary_decoder 4,796,566; total 80,629,900. One direction (head.type collect or distribute): no
+    # reduce_p/attention_p, proj 1,052,672: 26,135,190, total 73,451,148.
+    head = {"type": psa_type, "feats_channels": 512, "mask_size": [97, 97], "compact": False, "shrink_factor": 2,
+            "normalization_factor": 1.0, "psa_softmax": True, "dropout": 0.1}
+    segmentor = _on_meta(type="PSANet", num_classes=150, backbone={**R101, "selected_indices": [2, 3]}, head=head,
+                         auxiliary={"out_channels": 512, "dropout": 0.1})
+    expected = 33_313_942 if psa_type == "bi-direction" else 26_135_190
+    assert count_parameters(segmentor.head) == expected
+    assert _head_and_aux(segmentor) == expected + 4_796_566
+    assert count_parameters(segmentor) == (80_629_900 if psa_type == "bi-direction" else 73_451_148)
+
+
+def test_psanet_head_type_spellings():
+    recipe = make_recipe(type="PSANet", head={"type": "PSAHead", "psa_type": "distribute", "feats_channels": 8,
+                                              "mask_size": [15, 15]})
+    assert build_segmentor(recipe, pretrained=False).head.psa_type == "distribute"
+    with pytest.raises(RecipeError, match="psa_type is given too"):
+        build_segmentor(make_recipe(type="PSANet", head={"type": "collect", "psa_type": "collect"}), pretrained=False)
+    with pytest.raises(RecipeError, match=r"head\.psa_type"):
+        build_segmentor(make_recipe(type="PSANet", head={"psa_type": "both"}), pretrained=False)
+
+
+@pytest.mark.parametrize(("size", "shrunk", "align_corners"), [(64, 4, False), (72, 5, True), (80, 5, False)])
+def test_psanet_shrink_rule_and_proj_padding(size, shrunk, align_corners):
+    torch.manual_seed(0)
+    recipe = make_recipe(type="PSANet", head={"feats_channels": 8, "mask_size": [11, 11], "dropout": 0.0})
+    segmentor = build_segmentor(recipe, pretrained=False).eval()
+    head = segmentor.head
+    assert head.proj[0].padding == (1, 1) and head.proj[0].kernel_size == (1, 1)
+    seen = {}
+    head.psamask_collect.register_forward_hook(lambda m, args, out: seen.update(mask=args[0].shape))
+    head.proj.register_forward_hook(lambda m, args, out: seen.update(proj=out.shape))
+    with torch.no_grad():
+        features = segmentor.extract_features(torch.randn(1, 3, size, size))
+        head(features)
+        assert head._shrink(features[-1])[1] is align_corners
+    assert seen["mask"][2:] == (shrunk, shrunk)
+    assert seen["proj"][2:] == (shrunk + 2, shrunk + 2)  # SSSeg's padding=1 on a 1x1 conv
+
+
+def test_psanet_compact_reads_the_attention_as_the_position_matrix():
+    torch.manual_seed(0)
+    recipe = make_recipe(type="PSANet", head={"feats_channels": 8, "mask_size": [4, 4], "compact": True,
+                                              "dropout": 0.0})
+    segmentor = build_segmentor(recipe, pretrained=False).eval()
+    assert not any(isinstance(m, PSAMask) for m in segmentor.modules())
+    with torch.no_grad():
+        assert segmentor(torch.randn(1, 3, 64, 64))["out"].shape == (1, 4, 8, 8)  # 8x8 features shrunk to 4x4
