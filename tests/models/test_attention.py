@@ -18,6 +18,7 @@ from segkit.models import build_criterion, build_segmentor, validate_model
 from segkit.models.heads.auxiliary import AuxiliaryHead
 from segkit.models.heads.da import ChannelAttentionModule, PositionAttentionModule
 from segkit.models.heads.ocr import OCRHead, SpatialGatherModule
+from segkit.models.layers.context_block import ContextBlock
 from segkit.models.layers.disentangled_non_local import DisentangledNonLocal2d
 from segkit.models.layers.non_local import NonLocal2d
 from segkit.models.layers.scale import Scale
@@ -355,3 +356,49 @@ def test_disentangled_non_local_refuses_sub_sampling_and_bad_temperatures():
         DisentangledNonLocal2d(8, sub_sample=True)
     with pytest.raises(RecipeError, match=r"^head\.temperature: temperature must be > 0"):
         validate_model(tiny_recipe("DNLNet", {"feats_channels": 16, "temperature": 0.0}))
+
+
+# ----------------------------------------------------------------------------------------------- GCNet
+
+GC_HEAD = {"in_channels": 2048, "feats_channels": 512, "ratio": 0.25, "pooling_type": "att",
+           "fusion_types": ["channel_add"], "norm_cfg": {"type": "LayerNorm"}, "dropout": 0.1}
+
+
+@pytest.mark.parametrize(("backbone", "num_classes", "ssseg_count"), [
+    (FCN_R50_VOC_BACKBONE, 21, 51_996_939),  # ssseg/configs/gcnet/gcnet_resnet50os8_voc.py
+    (R101_BACKBONE, 150, 71_121_421),  # ssseg/configs/gcnet/gcnet_resnet101os8_ade20k.py
+])
+def test_gcnet_parameters_match_ssseg(backbone, num_classes, ssseg_count):
+    plan = validate_model(ssseg_recipe("GCNet", GC_HEAD, num_classes, backbone), pretrained=False)
+    assert plan.parameters == ssseg_count
+
+
+def test_gcnet_head_norm_cfg_is_the_context_blocks_and_the_convs_take_the_recipes():
+    head = {"feats_channels": 16, "norm_cfg": {"type": "LayerNorm", "eps": 1e-6}}
+    segmentor = build_segmentor(tiny_recipe("GCNet", head), pretrained=False).head
+    norm = segmentor.contextblock_net.channel_add_conv[1]
+    assert type(norm) is nn.LayerNorm and norm.normalized_shape == (4, 1, 1) and norm.eps == 1e-6
+    assert type(segmentor.conv_before_cb.norm) is nn.BatchNorm2d  # the recipe's top-level norm_cfg
+    assert type(segmentor.decoder[0].norm) is nn.BatchNorm2d
+    head = {**head, "convs_norm_cfg": {"type": "GroupNorm", "num_groups": 4}}
+    segmentor = build_segmentor(tiny_recipe("GCNet", head), pretrained=False).head
+    assert type(segmentor.conv_after_cb.norm) is nn.GroupNorm
+    # without a head norm_cfg the block takes the recipe's (SSSeg: head_cfg.get('norm_cfg', norm_cfg))
+    segmentor = build_segmentor(tiny_recipe("GCNet", {"feats_channels": 16}), pretrained=False).head
+    assert type(segmentor.contextblock_net.channel_add_conv[1]) is nn.BatchNorm2d
+
+
+@pytest.mark.parametrize("pooling_type", ["att", "avg"])
+def test_context_block_pools_one_context_per_image_and_fuses_it(pooling_type):
+    torch.manual_seed(0)
+    block = ContextBlock(8, 0.5, pooling_type=pooling_type, fusion_types=["channel_add", "channel_mul"],
+                         norm_cfg={"type": "LayerNorm"}, act_cfg=RELU).eval()
+    x = torch.randn(2, 8, 5, 6)
+    if pooling_type == "att":
+        weights = block.conv_mask(x).flatten(1).softmax(-1)
+        context = torch.einsum("bn,bcn->bc", weights, x.flatten(2))[:, :, None, None]
+    else:
+        context = x.mean(dim=(2, 3), keepdim=True)
+    expected = x * torch.sigmoid(block.channel_mul_conv(context)) + block.channel_add_conv(context)
+    torch.testing.assert_close(block(x), expected)
+    assert count_parameters(block) == (9 if pooling_type == "att" else 0) + 2 * (8 * 4 + 4 + 2 * 4 + 4 * 8 + 8)
