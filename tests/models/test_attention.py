@@ -17,6 +17,7 @@ from segkit.errors import RecipeError
 from segkit.models import build_criterion, build_segmentor, validate_model
 from segkit.models.heads.auxiliary import AuxiliaryHead
 from segkit.models.heads.da import ChannelAttentionModule, PositionAttentionModule
+from segkit.models.heads.isa import ISAHead
 from segkit.models.heads.ocr import OCRHead, SpatialGatherModule
 from segkit.models.layers.context_block import ContextBlock
 from segkit.models.layers.disentangled_non_local import DisentangledNonLocal2d
@@ -402,3 +403,48 @@ def test_context_block_pools_one_context_per_image_and_fuses_it(pooling_type):
     expected = x * torch.sigmoid(block.channel_mul_conv(context)) + block.channel_add_conv(context)
     torch.testing.assert_close(block(x), expected)
     assert count_parameters(block) == (9 if pooling_type == "att" else 0) + 2 * (8 * 4 + 4 + 2 * 4 + 4 * 8 + 8)
+
+
+# ----------------------------------------------------------------------------------------------- ISANet
+
+ISA_HEAD = {"down_factor": [8, 8], "in_channels": 2048, "feats_channels": 512, "isa_channels": 256, "dropout": 0.1}
+
+
+@pytest.mark.parametrize(("backbone", "num_classes", "ssseg_count"), [
+    (FCN_R50_VOC_BACKBONE, 21, 44_267_402),  # ssseg/configs/isanet/isanet_resnet50os8_voc.py
+    (R101_BACKBONE, 19, 63_257_478),  # ssseg/configs/isanet/isanet_resnet101os8_cityscapes.py
+])
+def test_isanet_parameters_match_ssseg(backbone, num_classes, ssseg_count):
+    plan = validate_model(ssseg_recipe("ISANet", ISA_HEAD, num_classes, backbone), pretrained=False)
+    assert plan.parameters == ssseg_count
+
+
+class _Recorder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x):
+        self.seen.append(x)
+        return x
+
+
+def test_isa_groups_are_interlaced_then_local_with_symmetric_padding():
+    head = ISAHead(in_channels=4, num_classes=2, down_factor=(2, 3), feats_channels=4, isa_channels=2, norm_cfg=BN)
+    head.global_relation, head.local_relation = _Recorder(), _Recorder()
+    feats = torch.randn(1, 4, 5, 7)  # padded to 6x9: rows (0, 1), columns (1, 1)
+    torch.testing.assert_close(head.interlaced_attention(feats), feats)  # the permutations invert exactly
+    padded = F.pad(feats, (1, 1, 0, 1))
+    long_range, short_range = head.global_relation.seen[0], head.local_relation.seen[0]
+    assert long_range.shape == (2 * 3, 4, 3, 3) and short_range.shape == (3 * 3, 4, 2, 3)
+    for i in range(2):
+        for j in range(3):  # group (i, j): the pixel at offset (i, j) of every 2x3 block
+            torch.testing.assert_close(long_range[i * 3 + j], padded[0, :, i::2, j::3])
+    for bi in range(3):
+        for bj in range(3):  # block (bi, bj): its 2x3 neighbourhood
+            torch.testing.assert_close(short_range[bi * 3 + bj], padded[0, :, 2 * bi:2 * bi + 2, 3 * bj:3 * bj + 3])
+
+
+def test_isa_down_factor_is_checked():
+    with pytest.raises(RecipeError, match=r"^head\.down_factor"):
+        validate_model(tiny_recipe("ISANet", {"feats_channels": 16, "down_factor": [0, 8]}))
