@@ -15,12 +15,16 @@ import torch.nn.functional as F
 
 from segkit.errors import RecipeError
 from segkit.models import build_segmentor
+from segkit.models.heads.apc import APCHead
 from segkit.models.heads.aspp import ASPPHead
 from segkit.models.heads.deeplabv3plus import Deeplabv3PlusHead
+from segkit.models.heads.dm import DMHead
 from segkit.models.heads.psp import PSPHead
 from segkit.models.heads.upernet import UPerNetHead
 from segkit.models.layers import ConvNormAct, DepthwiseSeparableConv2d
+from segkit.models.layers.acm import AdaptiveContextModule
 from segkit.models.layers.aspp import ASPP
+from segkit.models.layers.dcm import DynamicConvolutionalModule
 from segkit.models.layers.ds_aspp import DepthwiseSeparableASPP
 from segkit.models.layers.fpn_fusion import UPerFPNFusion
 from segkit.models.layers.ppm import PPM
@@ -335,3 +339,98 @@ def test_upernet_aux_head_reads_the_second_to_last_pyramid_level():
     assert segmentor.head.in_channels == [8, 16, 32, 64] and segmentor.aux_heads[0].in_channels == 32
     outputs = segmentor.train()(images(2, 64))
     assert outputs["out"].shape == (2, 4, 16, 16) and outputs["aux"].shape == (2, 4, 8, 8)
+
+
+# ----------------------------------------------------------------------------------------------- APCNet
+
+APC_HEAD = {"in_channels": 2048, "pool_scales": [1, 2, 3, 6], "feats_channels": 512, "dropout": 0.1}
+
+
+@pytest.mark.parametrize(("num_classes", "expected"), [
+    (150, 58_856_638),  # SSSeg apcnet/apcnet_resnet50os8_ade20k
+    (21, 58_724_284),  # SSSeg apcnet/apcnet_resnet50os8_voc
+])
+def test_apcnet_resnet50os8_has_ssseg_parameter_count(num_classes, expected):
+    segmentor = build_segmentor(ssseg_recipe("APCNet", APC_HEAD, num_classes), pretrained=False)
+    assert count_parameters(segmentor) == expected
+    assert isinstance(segmentor.head, APCHead)
+    assert count_parameters(segmentor.head.acm_modules) == 11_580_466  # SSSeg's acm_modules
+    assert [m.gla.out_channels for m in segmentor.head.acm_modules] == [1, 4, 9, 36]
+
+
+def test_acm_is_a_sigmoid_affinity_weighted_sum_of_pooled_regions():
+    acm = AdaptiveContextModule(6, 4, 2, norm_cfg=BN, act_cfg={"type": "ReLU"}).eval()
+    x = torch.randn(2, 6, 5, 7)
+    with torch.no_grad():
+        regions = acm.pooled_redu_conv(F.adaptive_avg_pool2d(x, 2)).flatten(2)  # [B, C, 4]
+        reduced = acm.input_redu_conv(x)
+        global_context = acm.global_info(reduced.mean(dim=(2, 3), keepdim=True))
+        affinity = torch.sigmoid(acm.gla(reduced + global_context))  # [B, 4, H, W]
+        context = torch.einsum("bch,bhyx->bcyx", regions, affinity.flatten(1, 1))
+        expected = acm.fusion_conv(torch.relu(acm.residual_conv(context) + reduced))
+        assert torch.allclose(acm(x), expected, atol=1e-5)
+    assert acm(x).shape == (2, 4, 5, 7)
+
+
+def test_apc_head_concatenates_the_input_with_each_scale():
+    head = APCHead(8, 3, feats_channels=4, pool_scales=(1, 3), norm_cfg=BN).eval()
+    assert head.decoder[0].conv.in_channels == 8 + 2 * 4
+    assert head(_features((8, 6, 6))).shape == (2, 3, 6, 6)
+    with pytest.raises(RecipeError, match=r"head\.pool_scales"):
+        build_segmentor(make_recipe(type="APCNet", head={"feats_channels": 8, "pool_scales": [1, 0]}))
+
+
+# ----------------------------------------------------------------------------------------------- DMNet
+
+DM_HEAD = {"in_channels": 2048, "feats_channels": 512, "filter_sizes": [1, 3, 5, 7], "is_fusion": False,
+           "dropout": 0.1}
+
+
+@pytest.mark.parametrize(("num_classes", "expected"), [
+    (150, 55_675_020),  # SSSeg dmnet/dmnet_resnet50os8_ade20k
+    (21, 55_542_666),  # SSSeg dmnet/dmnet_resnet50os8_voc
+])
+def test_dmnet_resnet50os8_has_ssseg_parameter_count(num_classes, expected):
+    segmentor = build_segmentor(ssseg_recipe("DMNet", DM_HEAD, num_classes), pretrained=False)
+    assert count_parameters(segmentor) == expected
+    assert isinstance(segmentor.head, DMHead)
+    assert count_parameters(segmentor.head.dcm_modules) == 8_398_848  # SSSeg's dcm_modules
+    assert all(m.fusion_conv is None for m in segmentor.head.dcm_modules)
+
+
+@pytest.mark.parametrize("filter_size", [1, 2, 3, 4, 5])
+def test_dcm_convolves_each_image_with_its_own_generated_filters(filter_size):
+    dcm = DynamicConvolutionalModule(filter_size, False, 6, 4, norm_cfg=BN, act_cfg={"type": "ReLU"}).eval()
+    x = torch.randn(3, 6, 7, 9)
+    with torch.no_grad():
+        filters = dcm.filter_gen_conv(F.adaptive_avg_pool2d(x, filter_size))  # [B, C, k, k]
+        reduced = dcm.input_redu_conv(x)
+        pad, extra = (filter_size - 1) // 2, (filter_size - 1) % 2
+        per_image = [F.conv2d(F.pad(reduced[i:i + 1], (pad + extra, pad, pad + extra, pad)), filters[i][:, None],
+                              groups=4) for i in range(3)]
+        expected = dcm.activate(dcm.norm(torch.cat(per_image)))
+        out = dcm(x)
+        assert out.shape == (3, 4, 7, 9) and torch.allclose(out, expected, atol=1e-5)
+        # image 0's output does not depend on the other images (the batch is folded into groups, not mixed)
+        alone = dcm(x[:1])
+        assert torch.allclose(alone, out[:1], atol=1e-5)
+
+
+def test_dcm_fusion_and_dm_head():
+    dcm = DynamicConvolutionalModule(3, True, 6, 4, norm_cfg=BN)
+    assert dcm.fusion_conv is not None and dcm.fusion_conv.conv.kernel_size == (1, 1)
+    head = DMHead(8, 3, feats_channels=4, filter_sizes=(1, 2), is_fusion=True, norm_cfg=BN).eval()
+    assert head.decoder[0].conv.in_channels == 8 + 2 * 4
+    assert head(_features((8, 6, 6))).shape == (2, 3, 6, 6)
+    with pytest.raises(RecipeError, match="filter_sizes"):
+        DMHead(8, 3, filter_sizes=(3, 0))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning", "ignore::FutureWarning")
+@pytest.mark.parametrize("type_", ["PSPNet", "Deeplabv3", "APCNet", "DMNet"])
+def test_traced_segmentor_matches_eager(type_):
+    segmentor = build_segmentor(make_recipe(type=type_, head={"feats_channels": 8}), pretrained=False).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(segmentor, images(1, 64), strict=False)
+        assert torch.allclose(traced(images(1, 64, seed=3))["out"], segmentor(images(1, 64, seed=3))["out"],
+                              atol=1e-5)
