@@ -8,6 +8,8 @@ counts are SSSeg's modules with mmcv's criss-cross attention counted by formula 
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -222,3 +224,117 @@ def test_psanet_compact_reads_the_attention_as_the_position_matrix():
     assert not any(isinstance(m, PSAMask) for m in segmentor.modules())
     with torch.no_grad():
         assert segmentor(torch.randn(1, 3, 64, 64))["out"].shape == (1, 4, 8, 8)  # 8x8 features shrunk to 4x4
+
+
+# ----------------------------------------------------------------------------------------------- EMANet
+
+
+def test_emanet_default_parameter_count_matches_ssseg_and_mid_conv_is_frozen():
+    # SSSeg EMANET_SEGMENTOR_CFG (num_classes 150): ema_in_conv 9,438,208 + ema_mid_conv 262,656 (frozen, counted)
+    # + ema_out_conv 263,168 + bottleneck 2,360,320 + decoder 11,874,454 = 24,198,806; auxiliary_decoder 4,796,566;
+    # total 71,514,764. The bases (1 x 512 x 64) are a buffer.
+    segmentor = _on_meta(type="EMANet", num_classes=150, backbone={**R101, "selected_indices": [2, 3]},
+                         head={"feats_channels": 512, "momentum": 0.1, "num_stages": 3, "num_bases": 64,
+                               "dropout": 0.1},
+                         auxiliary={"out_channels": 512, "dropout": 0.1})
+    head = segmentor.head
+    assert count_parameters(head) == 24_198_806
+    assert _head_and_aux(segmentor) == 24_198_806 + 4_796_566
+    assert count_parameters(segmentor) == 71_514_764
+    assert count_parameters(head.ema_mid_conv) == 262_656
+    assert not any(p.requires_grad for p in head.ema_mid_conv.parameters())
+    assert sum(p.numel() for p in segmentor.parameters() if p.requires_grad) == 71_514_764 - 262_656
+    assert head.ema_module.bases.shape == (1, 512, 64) and "head.ema_module.bases" in dict(segmentor.named_buffers())
+
+
+def _em_bases(feats: torch.Tensor, bases: torch.Tensor, num_stages: int) -> torch.Tensor:
+    """The EM iterations written out: per image, responsibilities then L1/L2-normalised bases."""
+    out = []
+    for f in feats.flatten(2):  # [C, N]
+        mu = bases[0]
+        for _ in range(num_stages):
+            z = torch.softmax(f.t() @ mu, dim=1)  # [N, K]
+            z = z / z.sum(0, keepdim=True)
+            mu = f @ z
+            mu = mu / mu.norm(dim=0, keepdim=True)
+        out.append(mu)
+    return torch.stack(out)
+
+
+def _emanet(seed: int = 0):
+    torch.manual_seed(seed)
+    recipe = make_recipe(type="EMANet", head={"feats_channels": 16, "num_bases": 8, "momentum": 0.1,
+                                              "dropout": 0.0})
+    return build_segmentor(recipe, pretrained=False)
+
+
+def _captured_batch_bases(segmentor, images: torch.Tensor) -> torch.Tensor:
+    """The per-process mean of the batch bases that the EM module hands to ``reduce_mean`` (train mode)."""
+    captured = []
+    segmentor = copy.deepcopy(segmentor).train()
+    segmentor.reduce_mean = lambda t: captured.append(t.clone()) or t
+    segmentor(images)
+    return captured[0]
+
+
+def test_ema_bases_update_formula_in_one_process():
+    segmentor = _emanet()
+    module = segmentor.head.ema_module
+    images = torch.randn(2, 3, 64, 64)
+    before = module.bases.clone()
+    seen = {}
+    segmentor.head.ema_mid_conv.register_forward_hook(lambda m, args, out: seen.update(feats=out.detach()))
+    segmentor.train()(images)
+    batch_bases = _em_bases(seen["feats"], before, 3).mean(0, keepdim=True)
+    expected = 0.9 * before + 0.1 * batch_bases / batch_bases.norm(dim=1, keepdim=True)
+    assert torch.allclose(module.bases, expected, atol=1e-6)
+    assert torch.allclose(_captured_batch_bases(_emanet(), images), batch_bases, atol=1e-6)
+    segmentor.eval()
+    after = module.bases.clone()
+    with torch.no_grad():
+        segmentor(images)
+    assert torch.equal(module.bases, after)  # eval reads the bases, never updates them
+
+
+def test_ema_reconstruction_carries_no_gradient_to_the_em_steps():
+    segmentor = _emanet().train()
+    out = segmentor(torch.randn(2, 3, 64, 64))
+    (out["out"].sum() + out["aux"].sum()).backward()
+    assert segmentor.head.ema_mid_conv.weight.grad is None
+    assert segmentor.head.ema_in_conv[0].weight.grad is not None
+
+
+def _ema_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    from segkit.engine.distributed import all_reduce_mean
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        segmentor = _emanet().train()
+        segmentor.reduce_mean = all_reduce_mean  # as the engine does under DDP
+        images = torch.randn(2 * world_size, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+        segmentor(images[2 * rank:2 * rank + 2])  # each rank sees its own half of the batch
+        torch.save(segmentor.head.ema_module.bases, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ema_bases_are_identical_on_two_gloo_ranks_and_equal_the_averaged_update(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ema_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    assert torch.equal(rank0, rank1)
+    # by hand: the mean over ranks of each rank's batch-mean bases, normalised, then the momentum step
+    segmentor = _emanet()
+    initial = segmentor.head.ema_module.bases.clone()
+    images = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    local = [_captured_batch_bases(segmentor, images[2 * r:2 * r + 2]) for r in range(2)]
+    mean = (local[0] + local[1]) / 2
+    expected = 0.9 * initial + 0.1 * mean / mean.norm(dim=1, keepdim=True)
+    assert torch.allclose(rank0, expected, atol=1e-6)
+    # normalising each rank's bases first and averaging afterwards is a different value
+    wrong = 0.9 * initial + 0.1 * sum(b / b.norm(dim=1, keepdim=True) for b in local) / 2
+    assert not torch.allclose(rank0, wrong, atol=1e-6)
