@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,10 +16,12 @@ from torchvision.ops import sigmoid_focal_loss
 from segkit.errors import CheckpointError, RecipeError
 from segkit.models import build_criterion, build_segmentor
 from segkit.models.criteria import HungarianMatcher, SetCriterion, format_targets
+from segkit.models.heads.mask2former import Mask2FormerHead
 from segkit.models.heads.maskformer import MaskFormerHead, query_output_names
 from segkit.models.layers import ArgumentError
 from segkit.models.layers.ms_deform_attn import MSDeformAttn, ms_deform_attn_core
 from segkit.models.layers.point_sample import point_sample
+from segkit.models.segmentors.mask2former import Mask2Former
 from segkit.models.segmentors.maskformer import MaskFormer
 from segkit.models.ssseg_checkpoint import convert_ssseg_state_dict
 
@@ -341,6 +344,8 @@ SSSEG_HEADS = {
     # 121,858,319 and Swin-T 60,614,481; Mask2Former Swin-B ADE20k 106,922,191 and Swin-T Cityscapes 47,405,966.
     "maskformer_swinbase_ade20k": (34_977_943, "fbc10191fe5e3c5a"),
     "maskformer_swintiny_ade20k": (33_093_783, "3c00d261a3d85bcb"),
+    "mask2former_swinbase_ade20k": (20_041_815, "6bbeb062130ace0d"),
+    "mask2former_swintiny_cityscapes": (19_885_268, "8e92ee4b7f935481"),
 }
 
 
@@ -373,6 +378,82 @@ def test_maskformer_head_matches_ssseg_parameters_and_layout(config, channels):
     assert ssseg_layout_digest(MaskFormer, head) == digest
 
 
+MASK2FORMER_PIXEL_DECODER = {"common_stride": 4, "transformer_dropout": 0.0, "transformer_nheads": 8,
+                             "transformer_dim_feedforward": 1024, "transformer_enc_layers": 6, "conv_dim": 256,
+                             "mask_dim": 256, "transformer_in_features": ["res3", "res4", "res5"],
+                             "norm_cfg": {"type": "GroupNorm", "num_groups": 32},
+                             "act_cfg": {"type": "ReLU", "inplace": True}}
+MASK2FORMER_PREDICTOR = {"in_channels": 256, "hidden_dim": 256, "num_queries": 100, "nheads": 8,
+                         "dim_feedforward": 2048, "dec_layers": 10, "pre_norm": False, "mask_dim": 256,
+                         "enforce_input_project": False, "mask_classification": True}
+
+
+@pytest.mark.parametrize("config,channels,classes", [("mask2former_swinbase_ade20k", [128, 256, 512, 1024], 150),
+                                                     ("mask2former_swintiny_cityscapes", [96, 192, 384, 768], 19)])
+def test_mask2former_head_matches_ssseg_parameters_and_layout(config, channels, classes):
+    """SSSegmentation's MSDeformAttn needs mmcv only to run, not to build: these are its own modules' counts."""
+    with torch.device("meta"):
+        head = Mask2FormerHead(in_channels=channels, in_strides=[4, 8, 16, 32], num_classes=classes,
+                               pixel_decoder={**MASK2FORMER_PIXEL_DECODER,
+                                              "input_shape": {"in_channels": channels, "strides": [4, 8, 16, 32]}},
+                               predictor=dict(MASK2FORMER_PREDICTOR))
+    parameters, digest = SSSEG_HEADS[config]
+    assert sum(p.numel() for p in head.parameters()) == parameters
+    assert ssseg_layout_digest(Mask2Former, head) == digest
+    assert head.predictor.num_layers == 9 and head.num_aux == 9
+    # the deformable-attention parameters by formula: per encoder layer, value/output projections C*C + C each,
+    # attention weights C*(h*l*p) + h*l*p, sampling offsets twice that (C = 256, h = 8 heads, l = 3 levels, p = 4)
+    attn = head.pixel_decoder.transformer.encoder.layers[0].self_attn
+    assert sum(p.numel() for p in attn.parameters()) == 2 * (256 * 256 + 256) + 3 * (256 * 96 + 96)
+
+
+def test_mask2former_default_criterion_has_ssseg_terms():
+    with torch.device("meta"):
+        head = Mask2FormerHead(in_channels=[96, 192, 384, 768], in_strides=[4, 8, 16, 32], num_classes=19,
+                               pixel_decoder=dict(MASK2FORMER_PIXEL_DECODER), predictor=dict(MASK2FORMER_PREDICTOR))
+
+    class DefaultMask2Former:  # SSSeg's default Mask2Former, without building its backbone
+        set_criterion_defaults = Mask2Former.set_criterion_defaults
+
+        def output_names(self, training: bool = True) -> list[str]:
+            return head.training_outputs()
+
+    recipe = SimpleNamespace(type="Mask2Former", num_classes=19, losses={})
+    criterion = SetCriterion.from_recipe(recipe, DefaultMask2Former(), {})
+    names = criterion.term_names()
+    assert len(names) == 30 and names[:3] == ["loss_ce", "loss_mask", "loss_dice"] and names[-1] == "loss_dice_8"
+    assert criterion.weights == {"loss_ce": 2.0, "loss_mask": 5.0, "loss_dice": 5.0}
+    assert criterion.sampler.num_points == 12544 and criterion.matcher.num_points == 12544
+    assert criterion.sampler.oversample_ratio == 3.0 and criterion.sampler.importance_sample_ratio == 0.75
+    assert criterion.mask_loss == "bce" and criterion.eos_coef == 0.1
+
+
+def test_mask2former_pixel_decoder_runs_in_float32_under_autocast():
+    _, size, segmentor = _small("Mask2Former")
+    seen = {}
+    segmentor.head.pixel_decoder.register_forward_hook(
+        lambda module, args, output: seen.update(inputs=args[0][0].dtype, mask_features=output[0].dtype))
+    attn = segmentor.head.pixel_decoder.transformer.encoder.layers[0].self_attn
+    attn.register_forward_hook(lambda module, args, output: seen.update(attn=output.dtype))
+    images = torch.randn(2, 3, size, size)
+    segmentor.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = segmentor(images)
+    assert seen == {"inputs": torch.float32, "mask_features": torch.float32, "attn": torch.float32}
+    assert outputs["pred_masks"].dtype == torch.bfloat16  # the transformer decoder runs under autocast
+    recipe, _ = _small_recipe("Mask2Former")
+    criterion = build_criterion(recipe, segmentor)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = criterion(outputs, torch.randint(0, 4, (2, size, size)))
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in terms.values())
+
+
+def _small_recipe(name: str):
+    from .test_registry_models import small_recipe
+
+    return small_recipe(name)
+
+
 def _small(name: str):
     from .test_registry_models import small_recipe
 
@@ -392,7 +473,7 @@ def to_ssseg_layout(segmentor) -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.mark.parametrize("name", ["MaskFormer"])
+@pytest.mark.parametrize("name", ["MaskFormer", "Mask2Former"])
 def test_ssseg_checkpoint_with_criterion_buffer_loads(name):
     _, _, segmentor = _small(name)
     state = to_ssseg_layout(segmentor)
@@ -409,14 +490,14 @@ def test_ssseg_checkpoint_with_criterion_buffer_loads(name):
 # ----------------------------------------------------------------------------------------------- segmentors
 
 
-@pytest.mark.parametrize("name", ["MaskFormer"])
+@pytest.mark.parametrize("name", ["MaskFormer", "Mask2Former"])
 def test_query_segmentor_outputs_and_semantic_inference(name):
     recipe, size, segmentor = _small(name)
     images = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     segmentor.train()
     outputs = segmentor(images)
     num_aux = segmentor.head.num_aux
-    assert num_aux == 1 and list(outputs) == query_output_names(num_aux) == segmentor.output_names(training=True)
+    assert num_aux == {"MaskFormer": 1, "Mask2Former": 2}[name] and list(outputs) == query_output_names(num_aux) == segmentor.output_names(training=True)
     queries = outputs["pred_logits"].shape[1]
     assert outputs["pred_logits"].shape == (2, queries, recipe.num_classes + 1)
     assert outputs["pred_masks"].shape == (2, queries, size // 4, size // 4)
@@ -433,7 +514,7 @@ def test_query_segmentor_outputs_and_semantic_inference(name):
     assert torch.allclose(out, expected, atol=1e-6) and out.min() >= 0
 
 
-@pytest.mark.parametrize("name", ["MaskFormer"])
+@pytest.mark.parametrize("name", ["MaskFormer", "Mask2Former"])
 def test_query_criterion_from_recipe_defaults_reduce_mean_and_errors(name):
     recipe, size, segmentor = _small(name)
     criterion = build_criterion(recipe, segmentor)
@@ -481,7 +562,7 @@ def test_query_criterion_from_recipe_defaults_reduce_mean_and_errors(name):
         build_criterion(recipe, segmentor)
 
 
-@pytest.mark.parametrize("name", ["MaskFormer"])
+@pytest.mark.parametrize("name", ["MaskFormer", "Mask2Former"])
 def test_query_recipes_reject_auxiliary_heads_and_typos_in_nested_tables(name):
     from .test_registry_models import small_recipe
 
@@ -490,12 +571,12 @@ def test_query_recipes_reject_auxiliary_heads_and_typos_in_nested_tables(name):
     with pytest.raises(RecipeError, match="auxiliary"):
         build_segmentor(recipe, pretrained=False)
     recipe, _ = small_recipe(name)
-    nested = "predictor"
-    recipe.head[nested] = {**recipe.head[nested], "num_querys": 4}
+    recipe.head["predictor"] = {**recipe.head["predictor"], "num_querys": 4}
     with pytest.raises(RecipeError) as info:
         build_segmentor(recipe, pretrained=False)
-    assert info.value.path == f"head.{nested}.num_querys" and "num_queries" in str(info.value)
+    assert info.value.path == "head.predictor.num_querys" and "num_queries" in str(info.value)
     recipe, _ = small_recipe(name)
+    nested = "predictor" if name == "MaskFormer" else "pixel_decoder"
     recipe.head[nested] = {**recipe.head[nested], "norm_cfg": {"type": "LayerNorm", "epss": 1e-5}}
     with pytest.raises(RecipeError) as info:
         build_segmentor(recipe, pretrained=False)
