@@ -37,6 +37,9 @@ Where segkit differs from SSSegmentation (the converter applies these; each chan
     their outputs by non-decreasing stride (SSSeg's BiSeNetV1/FastSCNN ``(0, 1, 2)`` is segkit's ``[0, 2, 1]``,
     BiSeNetV2's ``(0, 1, 2, 3, 4)`` is ``[0, 1, 3, 4, 2]``, UNet's ``(3, 4)`` is ``[1, 0]``). The features selected,
     and their order, are SSSeg's. The new order is read from the segkit backbone, built on the meta device.
+11. ``backbone.pretrained_model_path`` naming a file in SSSeg's cwd that is the backbone's published weights for its
+    ``structure_type`` (Segformer's ``'mit_b0.pth'``, the file of ``DEFAULT_MODEL_URLS['mit-b0']``) is dropped: segkit
+    downloads (and caches) the same file itself. Any other path is kept.
 
 Keys that segkit's registered components do not take are kept (not silently dropped) and listed by ``--report``.
 """
@@ -286,6 +289,23 @@ def _renumber_selected(table: dict, conv: Converted) -> None:
         table["selected_indices"] = new
 
 
+def _published_weights(table: dict, conv: Converted) -> None:
+    """Drop a cwd-relative ``pretrained_model_path`` that is the published weights segkit downloads itself."""
+    path = table.get("pretrained_model_path")
+    if not isinstance(path, str) or not path or os.path.isabs(path):
+        return
+    from segkit.registry import BACKBONES
+
+    if table.get("type") not in BACKBONES:
+        return
+    module = sys.modules[BACKBONES.get(table["type"]).__module__]
+    url = getattr(module, "PRETRAINED_URLS", {}).get(table.get("structure_type"))
+    if isinstance(url, str) and url.rsplit("/", 1)[-1] == os.path.basename(path):
+        del table["pretrained_model_path"]
+        conv.notes.append(f"backbone.pretrained_model_path '{path}' (a file in SSSeg's working directory) dropped: "
+                          f"it is {table.get('structure_type')}'s published weights, which segkit downloads itself")
+
+
 def _rootdir(path: str) -> str:
     """os.path.join(os.getcwd(), X) at import time -> X."""
     rel = os.path.relpath(path, RUNTIME_CWD) if os.path.isabs(path) else path
@@ -352,6 +372,7 @@ def convert(raw: dict, name: str, *, is_base: bool = False) -> Converted:
         if isinstance(data["backbone"].get("backbone_cfg"), dict):
             _resnet(data["backbone"]["backbone_cfg"])
         _renumber_selected(data["backbone"], conv)
+        _published_weights(data["backbone"], conv)
     if isinstance(data.get("dataset"), dict):
         data["dataset"] = _dataset(data["dataset"])
         for split in ("train", "test"):
@@ -586,7 +607,6 @@ def rejected_keys(data: dict) -> list[tuple[str, str]]:
     from segkit.registry import (
         BACKBONES,
         DATASETS,
-        HEADS,
         LOSSES,
         NECKS,
         OPTIMIZERS,
@@ -616,18 +636,11 @@ def rejected_keys(data: dict) -> list[tuple[str, str]]:
                 table = {k: v for k, v in table.items() if k != key}
 
     check(BACKBONES, data.get("backbone"), "backbone", drop=("selected_indices",))
-    check(NECKS, data.get("neck"), "neck")
-    sampler = (data.get("criterion") or {}).get("sampler")
-    check(SAMPLERS, sampler, "criterion.sampler")
-    seg_type = data.get("type")
-    if seg_type in SEGMENTORS:
-        head_type = getattr(SEGMENTORS.get(seg_type), "head_type", None)
-        if head_type:
-            check(HEADS, {"type": head_type, **data.get("head", {})}, "head", provided=("in_channels", "num_classes"))
-        aux = data.get("auxiliary")
-        for i, table in enumerate([aux] if isinstance(aux, dict) else (aux or [])):
-            path = "auxiliary" if isinstance(aux, dict) else f"auxiliary[{i}]"
-            check(HEADS, {"type": "AuxiliaryHead", **table}, path, provided=("in_channels", "num_classes"))
+    if data.get("type") in SEGMENTORS:
+        found.extend(_model_rejects(data))  # the segmentor's own checks: head, auxiliary, neck, losses
+    else:
+        check(NECKS, data.get("neck"), "neck", provided=("in_channels", "in_channels_list", "in_strides"))
+        check(SAMPLERS, (data.get("criterion") or {}).get("sampler"), "criterion.sampler")
     for name, value in (data.get("losses") or {}).items():
         for i, table in enumerate(value if isinstance(value, list) else [value]):
             check(LOSSES, table, f"losses.{name}" + (f"[{i}]" if isinstance(value, list) else ""))
@@ -650,6 +663,39 @@ def rejected_keys(data: dict) -> list[tuple[str, str]]:
             seen.add(item)
             out.append(item)
     return out
+
+
+def _model_rejects(data: dict) -> list[tuple[str, str]]:
+    """What ``validate_model`` refuses in a recipe of a registered segmentor; each refused key is removed in turn."""
+    from segkit.errors import RecipeError
+    from segkit.models.build import validate_model
+    from segkit.models.pretrained import skip_loading
+    from segkit.recipe.load import split_path
+    from segkit.recipe.schema import Recipe
+
+    found: list[tuple[str, str]] = []
+    trial = copy.deepcopy(jsonable(data))
+    for _ in range(30):
+        try:
+            with skip_loading():
+                validate_model(Recipe.model_validate(trial), pretrained=False)
+            return found
+        except pydantic.ValidationError:
+            return found  # schema errors are reported by schema_rejects
+        except RecipeError as exc:
+            found.append((exc.path, exc.message))
+            try:
+                *parents, last = split_path(exc.path)
+                node = trial
+                for part in parents:
+                    node = node[part]
+                del node[last]
+            except (RecipeError, KeyError, IndexError, TypeError):
+                return found
+        except Exception as exc:  # a segmentor's own code failing on the table: report, do not stop the run
+            found.append(("model", f"validate_model raised {type(exc).__name__}: {exc}"))
+            return found
+    return found
 
 
 def schema_rejects(data: dict) -> list[str]:
