@@ -15,6 +15,7 @@ from torch import nn
 
 from segkit.errors import RecipeError
 from segkit.models import build_criterion, build_segmentor, validate_model
+from segkit.models.heads.ann import ANNHead, PPMConcat
 from segkit.models.heads.auxiliary import AuxiliaryHead
 from segkit.models.heads.da import ChannelAttentionModule, PositionAttentionModule
 from segkit.models.heads.isa import ISAHead
@@ -448,3 +449,52 @@ def test_isa_groups_are_interlaced_then_local_with_symmetric_padding():
 def test_isa_down_factor_is_checked():
     with pytest.raises(RecipeError, match=r"^head\.down_factor"):
         validate_model(tiny_recipe("ISANet", {"feats_channels": 16, "down_factor": [0, 8]}))
+
+
+# ----------------------------------------------------------------------------------------------- ANNNet
+
+ANN_HEAD = {"in_channels_list": [1024, 2048], "transform_channels": 256, "query_scales": [1], "feats_channels": 512,
+            "key_pool_scales": [1, 3, 6, 8], "dropout": 0.1}
+
+
+@pytest.mark.parametrize(("backbone", "num_classes", "ssseg_count"), [
+    (FCN_R50_VOC_BACKBONE, 21, 48_592_266),  # ssseg/configs/annnet/annnet_resnet50os8_voc.py
+    (R101_OS16, 150, 67_716_748),  # ssseg/configs/annnet/annnet_resnet101os16_ade20k.py
+])
+def test_annnet_parameters_match_ssseg(backbone, num_classes, ssseg_count):
+    plan = validate_model(ssseg_recipe("ANNNet", ANN_HEAD, num_classes, backbone), pretrained=False)
+    assert plan.parameters == ssseg_count
+
+
+def test_ann_dropout_sits_after_afnb_as_in_ssseg():
+    head = build_segmentor(tiny_recipe("ANNNet", {"feats_channels": 16, "transform_channels": 8}),
+                           pretrained=False).head
+    order = []
+    for name in ("afn_block", "bottleneck", "apn_block"):
+        getattr(head, name).register_forward_hook(lambda *_, n=name: order.append(n))
+    head.decoder[0].register_forward_hook(lambda *_: order.append("dropout"))
+    head.decoder[1].register_forward_hook(lambda *_: order.append("classifier"))
+    head.eval()([torch.randn(1, 32, 8, 8), torch.randn(1, 64, 8, 8)])
+    assert order == ["afn_block", "dropout", "bottleneck", "apn_block", "classifier"]
+    # APNB shares its key/query projection; AFNB does not (queries and keys come from different features)
+    assert head.apn_block.stages[0].query_project is head.apn_block.stages[0].key_project
+    assert head.afn_block.stages[0].query_project is not head.afn_block.stages[0].key_project
+    assert type(head.afn_block.bottleneck.act) is nn.Identity  # AFNB fuses with conv + norm only
+
+
+def test_ann_in_channels_list_is_sssegs_spelling_and_is_checked():
+    head = {"feats_channels": 16, "transform_channels": 8}
+    validate_model(tiny_recipe("ANNNet", {**head, "in_channels_list": [32, 64]}))
+    with pytest.raises(RecipeError, match=r"^head\.in_channels_list: \[1024, 2048\] does not match"):
+        validate_model(tiny_recipe("ANNNet", {**head, "in_channels_list": [1024, 2048]}))
+
+
+def test_ppm_concat_flattens_the_key_pyramid_and_multi_scale_queries_work():
+    x = torch.randn(2, 5, 8, 8)
+    pooled = PPMConcat((1, 3, 6, 8))(x)
+    assert pooled.shape == (2, 5, 1 + 9 + 36 + 64)
+    torch.testing.assert_close(pooled[:, :, 0], x.mean(dim=(2, 3)))
+    head = ANNHead(in_channels=[6, 8], num_classes=3, query_scales=(1, 2), feats_channels=8, transform_channels=4,
+                   norm_cfg=BN).eval()
+    assert len(head.afn_block.stages) == len(head.apn_block.stages) == 2
+    assert head([torch.randn(1, 6, 8, 8), torch.randn(1, 8, 8, 8)]).shape == (1, 3, 8, 8)
