@@ -12,13 +12,16 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from segkit.errors import RecipeError
-from segkit.models import build_segmentor
+from segkit.models import build_criterion, build_segmentor
 from segkit.models.layers.criss_cross import CrissCrossAttention
+from segkit.models.layers.encoding import ContextEncoding, Encoding
 from segkit.models.layers.psa_mask import PSAMask
+from segkit.models.losses.targets import class_presence
 
-from .helpers import count_parameters, make_recipe
+from .helpers import TINY_BACKBONE, count_parameters, make_recipe
 
 R101 = {"type": "ResNet", "structure_type": "resnet101conv3x3stem", "pretrained": False, "outstride": 8}
 SYNC = {"type": "SyncBatchNorm"}
@@ -338,3 +341,126 @@ def test_ema_bases_are_identical_on_two_gloo_ranks_and_equal_the_averaged_update
     # normalising each rank's bases first and averaging afterwards is a different value
     wrong = 0.9 * initial + 0.1 * sum(b / b.norm(dim=1, keepdim=True) for b in local) / 2
     assert not torch.allclose(rank0, wrong, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- ENCNet
+
+ENC_HEAD = {"feats_channels": 512, "num_codes": 32, "extra": {"use_se_loss": True, "add_lateral": False},
+            "dropout": 0.1}
+
+
+def test_encnet_default_parameter_count_matches_ssseg():
+    # SSSeg ENCNET_SEGMENTOR_CFG (num_classes 150): bottleneck 9,438,208 + enc_module 542,304 + se_layer 76,950 +
+    # decoder 76,950 = 10,134,412; auxiliary_decoder 4,796,566; total 57,450,370.
+    segmentor = _on_meta(type="ENCNet", num_classes=150, backbone={**R101, "selected_indices": [1, 2, 3]},
+                         head={**ENC_HEAD, "in_channels_list": [512, 1024, 2048]},
+                         auxiliary={"out_channels": 512, "dropout": 0.1},
+                         losses={"loss_cls": {"type": "CrossEntropyLoss"}, "loss_aux": {"type": "CrossEntropyLoss"},
+                                 "loss_se": {"type": "CrossEntropyLoss", "use_sigmoid": True}})
+    head = segmentor.head
+    assert count_parameters(head.enc_module) == 542_304
+    assert count_parameters(head) == 10_134_412
+    assert _head_and_aux(segmentor) == 10_134_412 + 4_796_566
+    assert count_parameters(segmentor) == 57_450_370
+    assert isinstance(head.enc_module.encoding[1], torch.nn.BatchNorm1d)  # SyncBatchNorm's single-process stand-in
+
+
+def test_encnet_lateral_parameter_count_by_formula():
+    segmentor = _on_meta(type="ENCNet", num_classes=150, backbone={**R101, "selected_indices": [1, 2, 3]},
+                         head={**ENC_HEAD, "extra": {"use_se_loss": False, "add_lateral": True}},
+                         auxiliary={"out_channels": 512, "dropout": 0.1})
+    laterals = (512 * 512 + 512 + 2 * 512) + (1024 * 512 + 512 + 2 * 512)  # 1x1 conv with bias + BN, per lateral
+    fusion = 3 * 512 * 512 * 9 + 512 + 2 * 512
+    assert count_parameters(segmentor.head.lateral_convs) == laterals
+    assert count_parameters(segmentor.head.fusion) == fusion
+    assert count_parameters(segmentor.head) == 10_134_412 - 76_950 + laterals + fusion
+
+
+def test_encnet_in_channels_list_is_checked():
+    recipe = make_recipe(type="ENCNet", backbone={**TINY_BACKBONE, "selected_indices": [1, 2, 3]},
+                         head={"feats_channels": 8, "num_codes": 4, "in_channels_list": [16, 32, 65],
+                               "extra": {"use_se_loss": False}})
+    with pytest.raises(RecipeError, match=r"head\.in_channels_list"):
+        build_segmentor(recipe, pretrained=False)
+    recipe.head["extra"] = {"use_se_los": False}
+    with pytest.raises(RecipeError, match=r"head\.extra\.use_se_los"):
+        build_segmentor(recipe, pretrained=False)
+
+
+def naive_encoding(x, codewords, scale):
+    batch, channels = x.shape[:2]
+    feats = x.reshape(batch, channels, -1)
+    out = []
+    for b in range(batch):
+        codes = []
+        for k in range(codewords.size(0)):
+            logits = torch.stack([scale[j] * ((feats[b, :, n] - codewords[j]) ** 2).sum()
+                                  for n in range(feats.size(2)) for j in range(codewords.size(0))])
+            weights = torch.softmax(logits.view(feats.size(2), codewords.size(0)), dim=1)[:, k]
+            codes.append(sum(weights[n] * (feats[b, :, n] - codewords[k]) for n in range(feats.size(2))))
+        out.append(torch.stack(codes))
+    return torch.stack(out)
+
+
+def test_encoding_matches_a_loop_reference_values_and_gradients():
+    torch.manual_seed(0)
+    layer = Encoding(6, 4).double()
+    x = torch.randn(2, 6, 3, 2, dtype=torch.double, requires_grad=True)
+    out = layer(x)
+    ref = naive_encoding(x, layer.codewords, layer.scale)
+    assert out.shape == (2, 4, 6)
+    assert (out - ref).abs().max() < 1e-12
+    weight = torch.randn_like(out)
+    fast = torch.autograd.grad((out * weight).sum(), [x, layer.codewords, layer.scale])
+    slow = torch.autograd.grad((ref * weight).sum(), [x, layer.codewords, layer.scale])
+    assert max((a - b).abs().max().item() for a, b in zip(fast, slow, strict=True)) < 1e-12
+
+
+@pytest.mark.parametrize(("norm_cfg", "expected"), [
+    ({"type": "SyncBatchNorm"}, torch.nn.BatchNorm1d),
+    ({"type": "BatchNorm2d", "momentum": 0.2}, torch.nn.BatchNorm1d),
+    ({"type": "InstanceNorm2d", "affine": True}, torch.nn.InstanceNorm1d),
+    ({"type": "GroupNorm", "num_groups": 2}, torch.nn.GroupNorm),
+])
+def test_context_encoding_norm_is_the_1d_version_of_norm_cfg(norm_cfg, expected):
+    module = ContextEncoding(16, 4, norm_cfg=norm_cfg, act_cfg={"type": "ReLU"})
+    norm = module.encoding[1]
+    assert type(norm) is expected
+    encoded, out = module.train()(torch.randn(2, 16, 5, 5))
+    assert encoded.shape == (2, 16) and out.shape == (2, 16, 5, 5)
+    if norm_cfg.get("momentum"):
+        assert norm.momentum == 0.2
+
+
+def test_class_presence_target_equals_ssseg_histc():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 6, (3, 9, 9), generator=generator)
+    labels[0, :4] = -100
+    labels[1, 2] = 255
+    labels[2] = torch.where(labels[2] == 3, torch.full_like(labels[2], -100), labels[2])
+    num_classes = 6
+    reference = labels.new_zeros((3, num_classes))  # ENCNet.onehot in SSSegmentation's encnet.py
+    for i in range(3):
+        reference[i] = labels[i].float().histc(bins=num_classes, min=0, max=num_classes - 1) > 0
+    target = class_presence({"seg_target": labels}, {}, num_classes=num_classes, ignore_index=-100)
+    assert target.dtype == torch.float32 and torch.equal(target, reference.float())
+    assert target[2, 3] == 0
+
+
+def test_encnet_training_outputs_se_and_eval_only_out():
+    torch.manual_seed(0)
+    recipe = make_recipe(type="ENCNet", backbone={**TINY_BACKBONE, "selected_indices": [1, 2, 3]},
+                         head={"feats_channels": 16, "num_codes": 8},
+                         losses={"loss_cls": {"type": "CrossEntropyLoss"},
+                                 "loss_aux": {"type": "CrossEntropyLoss", "scale_factor": 0.4},
+                                 "loss_se": {"type": "CrossEntropyLoss", "use_sigmoid": True, "scale_factor": 0.2}})
+    segmentor = build_segmentor(recipe, pretrained=False)
+    images, labels = torch.randn(2, 3, 64, 64), torch.randint(0, 4, (2, 64, 64))
+    outputs = segmentor.train()(images)
+    assert list(outputs) == ["out", "se", "aux"] and outputs["se"].shape == (2, 4)
+    criterion = build_criterion(recipe, segmentor)
+    losses = criterion(outputs, {"seg_target": labels})
+    presence = class_presence({"seg_target": labels}, {}, num_classes=4, ignore_index=-100)
+    expected = 0.2 * F.binary_cross_entropy_with_logits(outputs["se"], presence)
+    assert torch.allclose(losses["loss_se"], expected)
+    assert list(segmentor.eval()(images)) == ["out"]

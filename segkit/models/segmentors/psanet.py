@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING
 
 from ...errors import RecipeError
 from ...registry import SEGMENTORS
-from ..heads.psa import PSA_TYPES
 from .base import EncoderDecoder
 
 if TYPE_CHECKING:
     from ..build import ModelBuilder
+
+PSA_TYPES = ("collect", "distribute", "bi-direction")
+"""SSSegmentation's ``head.type`` values (the attention direction; ``PSAHead.psa_type``)."""
 
 
 @SEGMENTORS.register("PSANet")
