@@ -309,3 +309,93 @@ def test_setr_recipe_errors():
         build(small_setr_recipe(neck={"token_norm_cfg": BN}))
     with pytest.raises(RecipeError, match=r"auxiliary: 4 auxiliary heads"):
         build(small_setr_recipe(auxiliary=[{"out_channels": 8}] * 4))
+
+
+# ----------------------------------------------------------------------------------------------- FastFCN
+
+R50_OS32 = {"type": "ResNet", "depth": 50, "structure_type": "resnet50conv3x3stem", "pretrained": False,
+            "outstride": 32, "use_conv3x3_stem": True, "selected_indices": [1, 2, 3]}
+FASTFCN_HEADS = {
+    "Deeplabv3": {"feats_channels": 512, "dilations": [1, 12, 24, 36], "dropout": 0.1},
+    "PSPNet": {"feats_channels": 512, "pool_scales": [1, 2, 3, 6], "dropout": 0.1},
+    "ENCNet": {"feats_channels": 512, "num_codes": 32, "dropout": 0.1,
+               "extra": {"use_se_loss": True, "add_lateral": False}},
+}
+
+
+def fastfcn_recipe(inner: str):
+    """SSSeg's fastfcn_{deeplabv3,encnet,pspnet}_resnet50os32_cityscapes (head.jpu -> neck)."""
+    losses = {"loss_cls": CE, "loss_aux": {**CE, "scale_factor": 0.4}}
+    if inner == "ENCNet":
+        losses["loss_se"] = {"type": "CrossEntropyLoss", "scale_factor": 0.2, "use_sigmoid": True}
+    return make_recipe(type="FastFCN", num_classes=19, norm_cfg=SYNC_BN, backbone=dict(R50_OS32),
+                       neck={"mid_channels": 512, "dilations": [1, 2, 4, 8]},
+                       head={"segmentor": inner, **FASTFCN_HEADS[inner]},
+                       auxiliary={"in_channels": 1024, "out_channels": 512, "dropout": 0.1}, losses=losses)
+
+
+# (whole segmentor, outside backbone_net); SSSeg groups: jpu_neck 19,735,552, auxiliary_decoder 4,729,363
+SSSEG_FASTFCN = {
+    "Deeplabv3": (90_213_254, 66_685_990),
+    "ENCNet": (57_992_185, 34_464_921),
+    "PSPNet": (71_075_718, 47_548_454),
+}
+
+
+@pytest.mark.parametrize("inner", sorted(SSSEG_FASTFCN))
+def test_fastfcn_parameter_counts_match_ssseg(inner):
+    from segkit import SEGMENTORS
+
+    if inner not in SEGMENTORS:
+        pytest.skip(f"{inner} is not registered yet")
+    segmentor = meta_segmentor(fastfcn_recipe(inner))
+    assert counts(segmentor) == SSSEG_FASTFCN[inner]
+    assert count_parameters(segmentor.neck) == 19_735_552
+    assert count_parameters(segmentor.aux_heads) == 4_729_363
+    assert type(segmentor).__name__ == "FastFCN" and type(segmentor).inner_type == inner
+
+
+def small_fastfcn_recipe(inner: str = "FCN", **fields):
+    backbone = {"type": "ResNet", "depth": 18, "base_channels": 8, "stem_channels": 8, "outstride": 32,
+                "pretrained": False, "norm_cfg": BN, "selected_indices": [1, 2, 3]}
+    return make_recipe(**{"type": "FastFCN", "backbone": backbone, "neck": {"mid_channels": 8},
+                          "head": {"segmentor": inner, "feats_channels": 16}, **fields})
+
+
+def test_fastfcn_jpu_gives_the_head_a_stride_8_map_and_the_aux_head_raw_layer3():
+    from segkit.models.necks.jpu import JPU
+
+    segmentor = build(small_fastfcn_recipe()).train()
+    assert isinstance(segmentor.neck, JPU)
+    assert [(f["num_chs"], f["reduction"]) for f in segmentor.neck.feature_info] == [(16, 8), (32, 16), (32, 8)]
+    assert type(segmentor.head).__name__ == "FCNHead" and segmentor.head.in_channels == 32
+    assert segmentor.aux_heads[0].in_channels == 32
+    x = images(2, 64)
+    raw = [segmentor.backbone(x)[i] for i in (1, 2, 3)]
+    features = segmentor.extract_features(x)
+    assert [tuple(f.shape[1:]) for f in features] == [(16, 8, 8), (32, 4, 4), (32, 8, 8)]
+    torch.testing.assert_close(features[0], raw[0])
+    torch.testing.assert_close(features[1], raw[1])
+    outputs = segmentor(x)
+    assert outputs["out"].shape == (2, 4, 8, 8) and outputs["aux"].shape == (2, 4, 4, 4)
+
+
+def test_fastfcn_takes_ssseg_prefixes_of_its_inner_segmentor():
+    segmentor = build(small_fastfcn_recipe("PSPNet"))
+    prefixes = type(segmentor).ssseg_prefixes
+    assert prefixes["segmentor.backbone_net"] == "backbone" and prefixes["jpu_neck"] == "neck"
+    assert prefixes["segmentor.ppm_net"] == "head.ppm_net" and prefixes["segmentor.auxiliary_decoder"] == "aux_heads"
+    assert type(build(small_fastfcn_recipe("PSPNet"))) is type(segmentor)  # one class per inner type
+
+
+def test_fastfcn_recipe_errors():
+    with pytest.raises(RecipeError, match=r"head\.segmentor: name the segmentor"):
+        build(small_fastfcn_recipe(head={"feats_channels": 16}))
+    with pytest.raises(RecipeError, match=r"head\.segmentor: unknown segmentor 'PSPNett'.*did you mean 'PSPNet'"):
+        build(small_fastfcn_recipe("PSPNett"))
+    with pytest.raises(RecipeError, match=r"head\.segmentor: FastFCN is not a plain"):
+        build(small_fastfcn_recipe("FastFCN"))
+    with pytest.raises(RecipeError, match=r"head\.pool_scale"):
+        build(small_fastfcn_recipe("PSPNet", head={"segmentor": "PSPNet", "pool_scale": [1, 2]}))
+    with pytest.raises(RecipeError, match=r"neck\.end_level"):
+        build(small_fastfcn_recipe(neck={"mid_channels": 8, "end_level": 5}))
