@@ -137,7 +137,8 @@ class ModelBuilder:
         """Validate and construct one component table.
 
         Injected when the constructor takes them and the table does not give them: ``num_classes``,
-        ``align_corners``, ``norm_cfg``, ``act_cfg``. With ``features``: ``in_channels`` is derived from the
+        ``align_corners``, and the top-level ``norm_cfg``/``act_cfg`` (those a class lists in ``inherit_cfgs``, both
+        by default). With ``features``: ``in_channels`` is derived from the
         features at ``in_index`` (or ``in_channels`` is checked against them when the table gives it).
         """
         cfg = _table(table, path)
@@ -150,7 +151,8 @@ class ModelBuilder:
         for key, value in (("num_classes", self.num_classes), ("align_corners", self.align_corners)):
             if key in params and key not in cfg:
                 supplied.setdefault(key, value)
-        for key in ("norm_cfg", "act_cfg"):
+        inherited = getattr(registry.get(name), "inherit_cfgs", ("norm_cfg", "act_cfg"))
+        for key in inherited:
             if key in params and key not in cfg and key not in supplied:
                 cfg[key] = copy.deepcopy(getattr(self, key))
         derived = self._derive_channels(name, params, cfg, features, path) if features is not None else {}

@@ -10,7 +10,10 @@ from ..layers.feature2pyramid import Feature2Pyramid as _Feature2Pyramid
 @NECKS.register("Feature2Pyramid")
 class Feature2PyramidNeck(_Feature2Pyramid):
     """Rescale each input map (4 -> x4 by two 2x2 deconvolutions, 2 -> x2, 1 -> as is, 0.5 / 0.25 -> max pooling);
-    SSSegmentation's ``head.feature2pyramid``. ``in_channels`` are derived; each must equal ``embed_dim``."""
+    SSSegmentation's ``head.feature2pyramid``. ``in_channels`` are derived; each must equal ``embed_dim``. The
+    recipe's ``norm_cfg`` is inherited; the activation between the deconvolutions stays GELU (as SSSegmentation)."""
+
+    inherit_cfgs = ("norm_cfg",)
 
     def __init__(self, in_channels: list[int], embed_dim: int, rescales: tuple[float, ...] = (4, 2, 1, 0.5),
                  norm_cfg: dict | None = _SYNC_BN, act_cfg: dict | None = _GELU,
