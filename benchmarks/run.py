@@ -22,6 +22,7 @@ def main(names: list[str]) -> None:
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     files = sorted(HERE.glob("bench_*.py"))
+    files.append(HERE / "mask2former_step.py")  # Mask2Former-R50 train step: deformable-attention and matcher shares
     if names:
         files = [f for f in files if f.stem in names or f.stem.removeprefix("bench_") in names]
     for file in files:
