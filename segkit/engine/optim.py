@@ -35,7 +35,7 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float | None, params
     if not params_rules:
         params = [p for p in model.parameters() if p.requires_grad or not filter_params]
         return [{"params": params}]
-    params_rules = translate_rule_keys(params_rules)
+    params_rules = translate_rule_keys(params_rules, model)
     keys = sorted(params_rules, key=lambda k: (-len(k), k))
     norm_types = _norm_types()
     groups: list[dict] = []
@@ -79,12 +79,20 @@ SSSEG_RULE_PREFIXES: dict[str, str] = {"backbone_net": "backbone"}
 ``backbone_net``; heads keep SSSegmentation's inner names such as ``decoder``, ``convs`` and ``query_embed``)."""
 
 
-def translate_rule_keys(params_rules: dict) -> dict:
-    """``params_rules`` with SSSegmentation's prefixes renamed (``backbone_net.stages.0`` -> ``backbone.stages.0``)."""
+def translate_rule_keys(params_rules: dict, model: nn.Module | None = None) -> dict:
+    """``params_rules`` with SSSegmentation's names renamed: its prefixes (``backbone_net.stages.0`` ->
+    ``backbone.stages.0``) and the parameter names a module declares it renamed (``ssseg_param_aliases`` on the
+    module's class, e.g. Twins' ``position_encodings`` -> timm's ``pos_block``)."""
+    aliases: dict[str, str] = {}
+    for module in (model.modules() if model is not None else ()):
+        aliases.update(getattr(type(module), "ssseg_param_aliases", {}))
     translated = {}
     for key, rule in params_rules.items():
         head, dot, rest = key.partition(".")
-        translated[SSSEG_RULE_PREFIXES.get(head, head) + dot + rest] = rule
+        key = SSSEG_RULE_PREFIXES.get(head, head) + dot + rest
+        for theirs, ours in aliases.items():
+            key = key.replace(theirs, ours)
+        translated[key] = rule
     return translated
 
 

@@ -115,3 +115,24 @@ def test_layer_wise_lr_decay_through_params_rules():
     sched = build_scheduler(opt, cfg, iters_per_epoch=1)
     lr = sched.update_lr(0)
     assert sorted({g["lr"] for g in opt.param_groups}) == pytest.approx([m * lr for m in multipliers])
+
+
+def test_module_declared_ssseg_aliases_translate_rule_keys():
+    class Twinsish(nn.Module):
+        ssseg_param_aliases = {"position_encodings": "pos_block"}
+
+        def __init__(self):
+            super().__init__()
+            self.pos_block = nn.Linear(2, 2)
+            self.norm = nn.LayerNorm(2)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = Twinsish()
+
+    rules = {"position_encodings": {"wd_multiplier": 0.0}, "norm": {"wd_multiplier": 0.0}}
+    by_name = {g["name"]: g for g in param_groups(Model(), lr=1.0, weight_decay=0.01, params_rules=rules,
+                                                  base_setting={}, filter_params=False)}
+    assert by_name["backbone.pos_block.weight"]["weight_decay"] == 0.0
+    assert by_name["backbone.pos_block.weight"]["rule_key"] == "pos_block"

@@ -103,6 +103,9 @@ class MaskedLocallyGroupedAttn(LocallyGroupedAttn):
 class TwinsFeatures(Backbone):
     """timm's Twins stages with SSSegmentation's forward: what PCPVT and SVT share."""
 
+    ssseg_param_aliases = {"position_encodings": "pos_block"}
+    """SSSegmentation names timm's ``pos_block`` ``position_encodings`` (its Twins configs key params_rules on it)."""
+
     def __init__(self, *, in_channels: int, arch: dict, patch_sizes: Sequence[int], strides: Sequence[int],
                  window_sizes: Sequence[int] | None, sr_ratios: Sequence[int], out_indices: Sequence[int],
                  drop_rate: float, attn_drop_rate: float, drop_path_rate: float, qkv_bias: bool,
