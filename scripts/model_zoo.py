@@ -94,7 +94,7 @@ def parameter_count(path: Path, merged: dict) -> str:
         with torch.device("meta"), skip_loading():
             model = build_segmentor(recipe, pretrained=False)
     except RecipeError as exc:
-        return f"error: {exc}"
+        return "error: " + str(exc).replace(f"{REPO}/", "")
     return f"{sum(p.numel() for p in model.parameters()):,}"
 
 
@@ -137,13 +137,14 @@ def render() -> str:
 
     parity, trained = read_json(PARITY), read_json(TRAINED)
     groups: dict[str, list[str]] = defaultdict(list)
-    counts = {"recipes": 0, "implemented": 0, "parity": 0, "trained": 0}
+    counts = {"recipes": 0, "implemented": 0, "errors": 0, "parity": 0, "trained": 0}
     for path in recipe_paths():
         merged, _ = resolve_raw(path)
         key = key_of(path)
         params = parameter_count(path, merged)
         counts["recipes"] += 1
-        counts["implemented"] += params != NOT_IMPLEMENTED
+        counts["implemented"] += params[:1].isdigit()
+        counts["errors"] += params.startswith("error: ")
         counts["parity"] += key in parity
         counts["trained"] += trained_cell(trained.get(key)) != "no"
         row = (f"| [`{path.relative_to(RECIPES).as_posix()}`](../{key}) | {_cell(str(merged.get('type', '?')))} | "
@@ -167,7 +168,8 @@ def render() -> str:
         "output difference), when the parity script has run.",
         "- **Trained**: `docs/trained.json`, when segkit has trained the recipe itself.",
         "",
-        f"{counts['recipes']} recipes; {counts['implemented']} build in segkit today; parity checked for "
+        f"{counts['recipes']} recipes; {counts['implemented']} build in segkit today, {counts['errors']} of a "
+        f"registered segmentor type fail to validate (the error is in the Params column); parity checked for "
         f"{counts['parity']}; trained by segkit: {counts['trained']}.",
     ]
     header = ("| Recipe | Segmentor | Backbone | Dataset | Params | SSSeg reported | Parity | Trained |\n"
