@@ -14,12 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segkit.errors import RecipeError
+from segkit.errors import RecipeError, SegkitError
 from segkit.models import build_criterion, build_segmentor
 from segkit.models.layers.criss_cross import CrissCrossAttention
 from segkit.models.layers.encoding import ContextEncoding, Encoding
 from segkit.models.layers.psa_mask import PSAMask
 from segkit.models.losses.targets import class_presence
+from segkit.models.segmentors.ce2p import balanced_edge_losses
 
 from .helpers import TINY_BACKBONE, count_parameters, make_recipe
 
@@ -464,3 +465,86 @@ def test_encnet_training_outputs_se_and_eval_only_out():
     expected = 0.2 * F.binary_cross_entropy_with_logits(outputs["se"], presence)
     assert torch.allclose(losses["loss_se"], expected)
     assert list(segmentor.eval()(images)) == ["out"]
+
+
+# ----------------------------------------------------------------------------------------------- CE2P
+
+CE2P_LOSSES = {"loss_cls_stage1": {"type": "CrossEntropyLoss"}, "loss_cls_stage2": {"type": "CrossEntropyLoss"},
+               "loss_edge": {"type": "CrossEntropyLoss"}}
+
+
+def test_ce2p_default_parameter_count_matches_ssseg():
+    # SSSeg CE2P_SEGMENTOR_CFG (num_classes 150, LeakyReLU): ppm_net 23,073,792 + edge_net 464,912 + shortcut
+    # 12,384 + decoder_stage1 627,862 + decoder_stage2 996,502 = 25,175,452; no auxiliary; total 67,694,844.
+    segmentor = _on_meta(type="CE2P", num_classes=150, act_cfg={"type": "LeakyReLU", "negative_slope": 0.01},
+                         backbone={**R101, "selected_indices": [0, 1, 2, 3]},
+                         head={"in_channels_list": [256, 512, 1024, 2048], "feats_channels": 512,
+                               "pool_scales": [1, 2, 3, 6], "epm_hidden_channels": 256, "shortcut_feats_channels": 48,
+                               "epm_out_channels": 2, "dropout_stage1": 0.0, "dropout_stage2": 0.1},
+                         auxiliary=None, losses=dict(CE2P_LOSSES))
+    head = segmentor.head
+    assert count_parameters(head.ppm_net) == 23_073_792 and count_parameters(head.edge_net) == 464_912
+    assert count_parameters(head) == 25_175_452
+    assert segmentor.aux_heads is None and count_parameters(segmentor) == 67_694_844
+
+
+def _ce2p(losses=None, criterion=None):
+    torch.manual_seed(0)
+    fields = {"criterion": criterion} if criterion else {}
+    recipe = make_recipe(type="CE2P", backbone={**TINY_BACKBONE, "selected_indices": [0, 1, 2, 3]},
+                         head={"feats_channels": 16, "epm_hidden_channels": 8, "shortcut_feats_channels": 8},
+                         auxiliary=None, losses=losses or dict(CE2P_LOSSES), **fields)
+    segmentor = build_segmentor(recipe, pretrained=False)
+    return segmentor, build_criterion(recipe, segmentor)
+
+
+def _edge_batch():
+    labels = torch.randint(0, 4, (2, 64, 64), generator=torch.Generator().manual_seed(3))
+    edge = torch.zeros_like(labels)
+    edge[:, 1:] |= (labels[:, 1:] != labels[:, :-1]).long()
+    edge[:, :, 1:] |= (labels[:, :, 1:] != labels[:, :, :-1]).long()
+    edge[:, -5:] = -100  # padding
+    return labels, edge
+
+
+def test_ce2p_outputs_routes_and_batch_balanced_edge_loss_equal_sssegs_weights():
+    segmentor, criterion = _ce2p()
+    images = torch.randn(2, 3, 64, 64)
+    labels, edge = _edge_batch()
+    outputs = segmentor.train()(images)
+    assert list(outputs) == ["out", "stage1", "edge"]
+    assert outputs["edge"].shape == (2, 2, 16, 16) and outputs["out"].shape == (2, 4, 16, 16)
+    losses = criterion(outputs, {"seg_target": labels, "edge_target": edge})
+    assert set(losses) == {"loss_cls_stage1", "loss_cls_stage2", "loss_edge"}
+    # SSSeg's ce2p.py: weights [num_pos / n, num_neg / n] from the batch's edge targets, then its CE (mean divided
+    # by the sum of the pixels' weights), which is torch's weighted mean
+    num_neg, num_pos = (edge == 0).sum().float(), (edge == 1).sum().float()
+    weight = torch.stack([num_pos / (num_pos + num_neg), num_neg / (num_pos + num_neg)])
+    resized = F.interpolate(outputs["edge"], size=(64, 64), mode="bilinear", align_corners=False)
+    expected = F.cross_entropy(resized, edge, weight=weight, ignore_index=-100)
+    assert torch.allclose(losses["loss_edge"], expected, rtol=1e-5)
+    unweighted = F.cross_entropy(resized, edge, ignore_index=-100)
+    assert not torch.allclose(losses["loss_edge"], unweighted, rtol=1e-3)
+    stage1 = F.interpolate(outputs["stage1"], size=(64, 64), mode="bilinear", align_corners=False)
+    assert torch.allclose(losses["loss_cls_stage1"], F.cross_entropy(stage1, labels, ignore_index=-100), rtol=1e-5)
+    assert list(segmentor.eval()(images)) == ["out"]
+
+
+def test_ce2p_edge_weight_default_only_fills_a_missing_class_weight():
+    explicit = {**CE2P_LOSSES, "loss_edge": [{"type": "CrossEntropyLoss", "class_weight": [1.0, 3.0]},
+                                             {"type": "CrossEntropyLoss", "scale_factor": 0.5}]}
+    _, criterion = _ce2p(losses=explicit)
+    first, second = criterion.terms["loss_edge"]
+    assert first.loss.class_weight.tolist() == [1.0, 3.0] and not first.loss.batch_balanced
+    assert second.loss.batch_balanced
+    assert not any(t.loss.batch_balanced for t in criterion.terms["loss_cls_stage2"])
+    _, dense = _ce2p(criterion={"type": "DenseCriterion"})  # opting out: SSSeg-unlike unweighted edge loss
+    assert not dense.terms["loss_edge"][0].loss.batch_balanced
+    assert balanced_edge_losses({"loss_edge": {"type": "DiceLoss"}}) == {"loss_edge": {"type": "DiceLoss"}}
+
+
+def test_ce2p_needs_an_edge_target():
+    segmentor, criterion = _ce2p()
+    outputs = segmentor.train()(torch.randn(2, 3, 64, 64))
+    with pytest.raises(SegkitError, match="EdgeExtractor"):
+        criterion(outputs, {"seg_target": torch.zeros(2, 64, 64, dtype=torch.long)})
