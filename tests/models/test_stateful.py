@@ -29,6 +29,12 @@ SSSEG_PARAMETERS = {
     "pointrend/pointrend_resnet101os32_cityscapes": 47_710_063,
     "icnet/icnet_resnet50os8_cityscapes": 47_827_833,
     "icnet/icnet_resnet101os8_cityscapes": 66_819_961,
+    "mcibi/mcibi_deeplabv3_resnet50os8_ade20k": 91_487_522,
+    "mcibi/mcibi_deeplabv3_resnet101os8_cocostuff10k": 110_545_282,
+    "mcibi/mcibi_deeplabv3_resnest101os8_lip": 113_919_644,
+    "mcibi/mcibi_deeplabv3_hrnetv2w48_ade20k": 102_651_244,  # SSSeg's HRModule needs use_checkpoint set first
+    "mcibi/mcibi_deeplabv3_hrnetv2w48_cityscapes": 107_116_806,  # + the shared stride-2 conv (downsample_backbone)
+    "mcibi/mcibi_deeplabv3_vitlarge_ade20k": 368_867_054,  # + per-level LayerNorms (head.norm_cfg)
 }
 """``sum(p.numel() for p in model.parameters())`` of SSSegmentation 1.7.0's segmentor built from each config."""
 
@@ -45,7 +51,7 @@ def build(recipe):
 
 @pytest.mark.parametrize("config", sorted(SSSEG_PARAMETERS))
 def test_parameter_count_matches_ssseg(config):
-    recipe = load_recipe(RECIPES / f"{config}.toml")
+    recipe = load_recipe(RECIPES / f"{config}.toml", check_components=False)
     assert count_parameters(meta_segmentor(recipe)) == SSSEG_PARAMETERS[config]
 
 
@@ -157,3 +163,116 @@ def test_pointrend_needs_one_auxiliary_table():
     recipe.head["pointrend_in_channels_list"] = [256]
     with pytest.raises(RecipeError, match="head.pointrend_in_channels_list"):
         meta_segmentor(recipe)
+
+
+# ----------------------------------------------------------------------------------------------- MCIBI
+
+
+def reference_memory_update(memory, features, segmentation, momentum, ignore_index=-100,
+                            strategy="cosine_similarity"):
+    """SSSegmentation's ``FeaturesMemory.update`` written as its per-class loop (single process)."""
+    memory = memory.clone()
+    num_classes, n, channels = memory.shape
+    feats = features.permute(0, 2, 3, 1).reshape(-1, channels)
+    seg = segmentation.reshape(-1)
+    for clsid in seg.unique().tolist():
+        if clsid == ignore_index:
+            continue
+        feats_cls = feats[seg == clsid]
+        initialised = False
+        for idx in range(n):
+            if (memory[clsid, idx] == 0).sum() == channels:
+                memory[clsid, idx] = feats_cls.mean(0)
+                initialised = True
+                break
+        if initialised:
+            continue
+        if n == 1:
+            if strategy == "mean":
+                new = feats_cls.mean(0)
+            else:
+                similarity = F.cosine_similarity(feats_cls, memory[clsid].expand_as(feats_cls))
+                weight = (1 - similarity) / (1 - similarity).sum()
+                new = (feats_cls * weight.unsqueeze(-1)).sum(0)
+            memory[clsid, 0] = (1 - momentum) * memory[clsid, 0] + momentum * new
+            continue
+        relation = F.normalize(feats_cls, p=2, dim=1) @ F.normalize(memory[clsid].t(), p=2, dim=0)
+        argmax = relation.argmax(dim=1)
+        for idx in range(n):
+            feats_iter = feats_cls[argmax == idx]
+            similarity = F.cosine_similarity(feats_iter, memory[clsid, idx].unsqueeze(0).expand_as(feats_iter))
+            weight = (1 - similarity) / (1 - similarity).sum()
+            new = (feats_iter * weight.unsqueeze(-1)).sum(0)
+            memory[clsid, idx] = memory[clsid, idx] * (1 - momentum) + new * momentum
+    return memory
+
+
+@pytest.mark.parametrize(("n", "strategy"), [(1, "cosine_similarity"), (1, "mean"), (3, "cosine_similarity")])
+def test_mcibi_memory_update_matches_the_per_class_loop(n, strategy):
+    from segkit.models.layers.memory import FeaturesMemory
+
+    generator = torch.Generator().manual_seed(n)
+    module = FeaturesMemory(6, 8, 4, 8, num_feats_per_cls=n).double()
+    start = torch.randn(6, n, 8, generator=generator, dtype=torch.float64)
+    start[1] = 0  # never written: initialised with the class mean
+    start[2, -1] = 0  # one vector still empty (n > 1: it gets the mean, the others stay)
+    module.memory.data.copy_(start)
+    features = torch.randn(2, 8, 10, 12, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 5, (2, 10, 12), generator=generator)  # class 5 absent
+    labels[:, :2] = -100
+    parameter = module.memory
+    module.update(features, labels, momentum=0.3, strategy=strategy)
+    expected = reference_memory_update(start, features, labels, 0.3, strategy=strategy)
+    torch.testing.assert_close(module.memory.data, expected, rtol=1e-10, atol=1e-10)
+    assert module.memory is parameter and not parameter.requires_grad  # updated in place, never replaced
+    assert torch.equal(module.memory.data[5], start[5])
+
+
+def test_mcibi_memory_loss_from_epoch_two_and_ssseg_loss_cfg():
+    from segkit.errors import RecipeError
+
+    recipe, size = small_recipe("MCIBI")
+    segmentor = build(recipe).train()
+    images, labels = synthetic_batch(2, size, recipe.num_classes)
+    targets = {"seg_target": labels}
+    criterion = build_criterion(recipe, segmentor)  # head.loss_cfg (SSSeg's layout) becomes losses.loss_memory
+    assert "loss_memory" in criterion.terms
+    memory = segmentor.head.memory_module.memory
+    segmentor.set_progress(epoch=1, iteration=0, lr=0.003, max_epochs=2, max_iters=2)
+    outputs = segmentor(images, targets)
+    assert "memory" not in outputs and "loss_memory" not in criterion(outputs, targets)
+    assert memory.abs().sum() > 0  # the first step initialises the memory of the classes present
+    segmentor.set_progress(epoch=2, iteration=1, lr=0.003, max_epochs=2, max_iters=2)
+    outputs = segmentor(images, targets)
+    assert outputs["memory"].shape == (recipe.num_classes, recipe.num_classes)
+    losses = criterion(outputs, targets)
+    torch.testing.assert_close(losses["loss_memory"], F.cross_entropy(outputs["memory"], torch.arange(4)))
+    losses["loss_memory"].backward()
+    assert segmentor.head.decoder_stage2[2].weight.grad is not None and memory.grad is None
+    assert segmentor.head.memory_module.memory is memory
+    recipe.losses["loss_memory"] = {"type": "CrossEntropyLoss"}
+    with pytest.raises(RecipeError, match="head.loss_cfg"):
+        build_criterion(recipe, segmentor)
+
+
+def test_mcibi_momentum_follows_the_learning_rate():
+    from segkit.models.layers.memory import momentum_at
+
+    cfg = {"base_momentum": 0.9, "base_lr": 0.01, "adjust_by_learning_rate": True}
+    assert momentum_at(cfg, 0.005) == pytest.approx(0.45)
+    assert momentum_at(cfg, None) == 0.9
+    assert momentum_at({**cfg, "adjust_by_learning_rate": False}, 0.005) == 0.9
+
+
+def test_mcibi_eval_reads_the_memory_without_changing_it():
+    recipe, size = small_recipe("MCIBI/ppm_multi")
+    segmentor = build(recipe)
+    memory = segmentor.head.memory_module.memory
+    memory.data.normal_()
+    before = memory.detach().clone()
+    images, _ = synthetic_batch(2, size, recipe.num_classes)
+    with torch.no_grad():
+        out = segmentor.eval()(images)
+    assert list(out) == ["out"] and out["out"].shape == (2, recipe.num_classes, size // 8, size // 8)
+    assert torch.equal(memory, before)
+    assert segmentor.output_names(training=True) == ["out", "stage1", "aux", "memory"]

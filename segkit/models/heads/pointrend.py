@@ -16,13 +16,13 @@ re-predicts chosen points.
 from __future__ import annotations
 
 import math
-from typing import TypedDict
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...registry import HEADS
+from ...registry import HEADS, TableOf
 from ..features import InIndex
 from ..layers import DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ArgumentError, ConvNormAct, build_act, build_norm
 from ..layers.fpn import FPN, UpsampleCfg
@@ -32,20 +32,18 @@ from .base import Head
 _BATCH_NORMS = ("SyncBatchNorm", "BatchNorm1d", "BatchNorm2d")
 
 
-class PointTrainCfg(TypedDict, total=False):
-    """``head.train``: how many points are trained and how they are drawn."""
+def point_train_options(num_points: int = 2048, oversample_ratio: float = 3.0,
+                        importance_sample_ratio: float = 0.75) -> dict:
+    """``head.train``: how many points are trained and how they are drawn (SSSegmentation's defaults)."""
+    return {"num_points": num_points, "oversample_ratio": oversample_ratio,
+            "importance_sample_ratio": importance_sample_ratio}
 
-    num_points: int
-    oversample_ratio: float
-    importance_sample_ratio: float
 
-
-class PointTestCfg(TypedDict, total=False):
-    """``head.test``: the subdivision refinement at inference."""
-
-    subdivision_steps: int
-    subdivision_num_points: int
-    scale_factor: float
+def point_test_options(subdivision_steps: int = 2, subdivision_num_points: int = 8196,
+                       scale_factor: float = 2.0) -> dict:
+    """``head.test``: the subdivision refinement at inference (SSSegmentation's defaults)."""
+    return {"subdivision_steps": subdivision_steps, "subdivision_num_points": subdivision_num_points,
+            "scale_factor": scale_factor}
 
 
 def top2_uncertainty(logits: torch.Tensor) -> torch.Tensor:
@@ -78,8 +76,8 @@ class PointRendHead(Head):
         feature_stride_list: list[int] | None = None,
         num_fcs: int = 3,
         coarse_pred_each_layer: bool = True,
-        train: PointTrainCfg | None = None,
-        test: PointTestCfg | None = None,
+        train: Annotated[dict, TableOf(point_train_options)] | None = None,
+        test: Annotated[dict, TableOf(point_test_options)] | None = None,
         dropout: float = 0.0,
         fpn_in_channels_list: list[int] | None = None,
         pointrend_in_channels_list: list[int] | None = None,
@@ -104,10 +102,10 @@ class PointRendHead(Head):
                                 f"{strides}")
         if coarse_head is None:
             raise ArgumentError("coarse_head", "PointRend needs its coarse head (the recipe's auxiliary table)")
-        self.train_cfg: dict = {"num_points": 2048, "oversample_ratio": 3, "importance_sample_ratio": 0.75,
-                                **(train or {})}
-        self.test_cfg: dict = {"subdivision_steps": 2, "subdivision_num_points": 8196, "scale_factor": 2,
-                               **(test or {})}
+        self.train_cfg: dict = point_train_options(**(train or {}))
+        self.test_cfg: dict = point_test_options(**(test or {}))
+        if self.train_cfg["oversample_ratio"] < 1 or not 0 <= self.train_cfg["importance_sample_ratio"] <= 1:
+            raise ArgumentError("train", "oversample_ratio must be >= 1 and importance_sample_ratio in [0, 1]")
         self.align_corners = align_corners
         self.num_classes = num_classes
         self.coarse_pred_each_layer = coarse_pred_each_layer
