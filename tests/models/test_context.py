@@ -19,6 +19,7 @@ from segkit.models import build_criterion, build_segmentor
 from segkit.models.layers.criss_cross import CrissCrossAttention
 from segkit.models.layers.encoding import ContextEncoding, Encoding
 from segkit.models.layers.psa_mask import PSAMask
+from segkit.models.layers.semantic_level_context import class_centres
 from segkit.models.losses.targets import class_presence
 from segkit.models.segmentors.ce2p import balanced_edge_losses
 
@@ -548,3 +549,101 @@ def test_ce2p_needs_an_edge_target():
     outputs = segmentor.train()(torch.randn(2, 3, 64, 64))
     with pytest.raises(SegkitError, match="EdgeExtractor"):
         criterion(outputs, {"seg_target": torch.zeros(2, 64, 64, dtype=torch.long)})
+
+
+# ----------------------------------------------------------------------------------------------- ISNet
+
+ISNET_LOSSES = {"loss_cls_stage1": {"type": "CrossEntropyLoss", "scale_factor": 0.4},
+                "loss_cls_stage2": {"type": "CrossEntropyLoss"},
+                "loss_aux": {"type": "CrossEntropyLoss", "scale_factor": 0.4}}
+
+
+@pytest.mark.parametrize("shortcut_on", [False, True])
+def test_isnet_default_parameter_count_matches_ssseg(shortcut_on):
+    # SSSeg ISNET_SEGMENTOR_CFG (num_classes 150): bottleneck 9,438,208 + ilc_net 5,640,704 + slc_net 5,378,560 +
+    # decoder_stage1 340,118 + decoder_stage2 76,950 = 20,874,540; auxiliary_decoder 4,796,566; total 68,190,498.
+    # shortcut.is_on (its LIP configs): shortcut 12,432, decoder_stage2 364,694: 21,174,716, total 68,490,674.
+    head = {"feats_channels": 512, "transform_channels": 256, "concat_input": True, "dropout": 0.1,
+            "shortcut": {"is_on": shortcut_on, "in_channels": 256, "feats_channels": 48}}
+    segmentor = _on_meta(type="ISNet", num_classes=150, backbone={**R101, "selected_indices": [0, 1, 2, 3]},
+                         head={"in_channels": 2048, **head}, auxiliary={"out_channels": 512, "dropout": 0.1},
+                         losses=dict(ISNET_LOSSES))
+    expected = 21_174_716 if shortcut_on else 20_874_540
+    assert count_parameters(segmentor.head.ilc_net) == 5_640_704
+    assert count_parameters(segmentor.head.slc_net) == 5_378_560
+    assert count_parameters(segmentor.head) == expected
+    assert count_parameters(segmentor) == expected + 4_796_566 + 42_519_392
+
+
+def loop_class_centres(x, preds):
+    """SSSegmentation's SemanticLevelContext loop: per image, per present class, softmax-weighted region mean."""
+    batch, channels, height, width = x.shape
+    out = torch.zeros(batch, height * width, channels, dtype=x.dtype)
+    for b in range(batch):
+        feats, logits = x[b].reshape(channels, -1).t(), preds[b].reshape(preds.size(1), -1).t()
+        argmax = logits.argmax(1)
+        for k in range(preds.size(1)):
+            mask = argmax == k
+            if mask.sum() == 0:
+                continue
+            weight = torch.softmax(logits[:, k][mask], dim=0)
+            out[b][mask] = (feats[mask] * weight.unsqueeze(-1)).sum(0)
+    return out.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+
+
+def test_class_centres_match_the_loop_reference_values_and_gradients():
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 5, 7, dtype=torch.double, requires_grad=True)
+    preds = torch.randn(3, 5, 5, 7, dtype=torch.double)
+    preds[:, 4] -= 10  # class 4 is nowhere the argmax: an empty region
+    preds[1, 2] += 20  # image 1: one region only
+    preds.requires_grad_(True)
+    fast, slow = class_centres(x, preds), loop_class_centres(x, preds)
+    assert (fast - slow).abs().max() < 1e-12
+    weight = torch.randn_like(fast)
+    grads_fast = torch.autograd.grad((fast * weight).sum(), [x, preds])
+    grads_slow = torch.autograd.grad((slow * weight).sum(), [x, preds])
+    assert max((a - b).abs().max().item() for a, b in zip(grads_fast, grads_slow, strict=True)) < 1e-12
+    assert torch.isfinite(grads_fast[1]).all()
+
+
+def test_isnet_outputs_and_routes():
+    torch.manual_seed(0)
+    recipe = make_recipe(type="ISNet", backbone={**TINY_BACKBONE, "selected_indices": [0, 1, 2, 3]},
+                         head={"feats_channels": 16, "transform_channels": 8,
+                               "shortcut": {"is_on": True, "feats_channels": 8}},
+                         losses=dict(ISNET_LOSSES))
+    segmentor = build_segmentor(recipe, pretrained=False)
+    assert segmentor.exportable
+    assert segmentor.head.shortcut[0].in_channels == 8  # derived from the first selected map
+    images, labels = torch.randn(2, 3, 64, 64), torch.randint(0, 4, (2, 64, 64))
+    outputs = segmentor.train()(images)
+    assert list(outputs) == ["out", "stage1", "aux"]
+    assert outputs["out"].shape == (2, 4, 16, 16) and outputs["stage1"].shape == (2, 4, 8, 8)
+    losses = build_criterion(recipe, segmentor)(outputs, {"seg_target": labels})
+    stage1 = F.interpolate(outputs["stage1"], size=(64, 64), mode="bilinear", align_corners=False)
+    assert torch.allclose(losses["loss_cls_stage1"], 0.4 * F.cross_entropy(stage1, labels), rtol=1e-5)
+    assert list(segmentor.eval()(images)) == ["out"]
+
+
+def test_isnet_shortcut_table_is_checked_with_its_path():
+    recipe = make_recipe(type="ISNet", backbone={**TINY_BACKBONE, "selected_indices": [0, 1, 2, 3]},
+                         head={"feats_channels": 16, "transform_channels": 8, "shortcut": {"is_onn": True}},
+                         losses=dict(ISNET_LOSSES))
+    with pytest.raises(RecipeError, match=r"head\.shortcut\.is_onn"):
+        build_segmentor(recipe, pretrained=False)
+    recipe.head["shortcut"] = {"is_on": True, "in_channels": 256}
+    with pytest.raises(RecipeError, match=r"head\.shortcut\.in_channels"):
+        build_segmentor(recipe, pretrained=False)
+
+
+def test_isnet_without_concat_input_skips_the_unused_image_level_context():
+    torch.manual_seed(0)
+    recipe = make_recipe(type="ISNet", head={"feats_channels": 16, "transform_channels": 8, "concat_input": False},
+                         losses=dict(ISNET_LOSSES))
+    segmentor = build_segmentor(recipe, pretrained=False).eval()
+    calls = []
+    segmentor.head.ilc_net.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        segmentor(torch.randn(1, 3, 64, 64))
+    assert not calls and count_parameters(segmentor.head.ilc_net) > 0
