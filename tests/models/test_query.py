@@ -581,3 +581,24 @@ def test_query_recipes_reject_auxiliary_heads_and_typos_in_nested_tables(name):
     with pytest.raises(RecipeError) as info:
         build_segmentor(recipe, pretrained=False)
     assert info.value.path.startswith(f"head.{nested}.norm_cfg"), str(info.value)
+    # SSSegmentation's keys for what segkit derives are accepted when they agree, and reported when they do not
+    derived_keys = {"MaskFormer": [("in_channels_list", [8, 16, 32, 64], [8, 16, 32, 99]),
+                                   ("predictor.in_channels", 64, 65), ("predictor.mask_dim", 16, 17)],
+                    "Mask2Former": [("pixel_decoder.input_shape", {"in_channels": [8, 16, 32, 64],
+                                                                   "strides": [4, 8, 16, 32]},
+                                     {"in_channels": [8, 16, 32, 64], "strides": [4, 8, 16, 16]}),
+                                    ("predictor.in_channels", 32, 31), ("predictor.mask_dim", 16, 8)]}[name]
+    for key, good, bad in derived_keys:
+        for value in (good, bad):
+            recipe, _ = small_recipe(name)
+            table = recipe.head
+            *parents, last = key.split(".")
+            for parent in parents:
+                table = table[parent]
+            table[last] = value
+            if value is good:
+                build_segmentor(recipe, pretrained=False)
+                continue
+            with pytest.raises(RecipeError) as info:
+                build_segmentor(recipe, pretrained=False)
+            assert info.value.path == f"head.{key}", str(info.value)

@@ -160,10 +160,10 @@ class MaskFormerPredictor(nn.Module):
 class MaskFormerHead(Head):
     """MaskFormer's pixel decoder + transformer predictor (see the module docstring).
 
-    Reads four feature levels (``in_index``, default ``[0, 1, 2, 3]``; SSSegmentation's ``in_channels_list`` is
-    derived from them). ``predictor`` is the nested ``head.predictor`` table (:class:`MaskFormerPredictor`'s
-    arguments; its ``in_channels``, ``num_classes`` and ``mask_dim`` come from the head). Returns the prediction
-    dict of :func:`query_output_names`.
+    Reads four feature levels (``in_index``, default ``[0, 1, 2, 3]``); their channels are SSSegmentation's
+    ``in_channels_list``, derived (given, it is checked). ``predictor`` is the nested ``head.predictor`` table
+    (:class:`MaskFormerPredictor`'s arguments; its ``in_channels``, ``num_classes`` and ``mask_dim`` come from the
+    head, and are checked when given). Returns the prediction dict of :func:`query_output_names`.
     """
 
     def __init__(
@@ -178,18 +178,24 @@ class MaskFormerHead(Head):
         norm_cfg: dict | None = DEFAULT_NORM_CFG,
         act_cfg: dict | None = DEFAULT_ACT_CFG,
         align_corners: bool = False,
+        in_channels_list: list[int] | None = None,
         in_index: InIndex = (0, 1, 2, 3),  # type: ignore[assignment]
     ) -> None:
         super().__init__(in_index)
         if not isinstance(self.in_index, list) or len(self.in_index) != 4:
             raise ArgumentError("in_index", f"MaskFormer's pixel decoder reads exactly 4 feature levels, got "
                                 f"in_index {self.in_index!r}")
+        if in_channels_list is not None and list(in_channels_list) != list(in_channels):
+            raise ArgumentError("in_channels_list", f"{list(in_channels_list)} does not match the features it reads "
+                                f"({list(in_channels)} channels at in_index {self.in_index}); remove it, it is derived")
         predictor = dict(predictor or {})
-        for key in ("in_channels", "num_classes", "mask_dim"):
-            if predictor.get(key) is not None:
-                raise ArgumentError(f"predictor.{key}", "is set by the head (in_channels: the last feature's "
-                                    "channels; num_classes: the recipe's; mask_dim: mask_feats_channels); remove it")
-            predictor.pop(key, None)
+        for key, expected, source in (("in_channels", in_channels[-1], "the last feature's channels"),
+                                      ("num_classes", num_classes, "the recipe's num_classes"),
+                                      ("mask_dim", mask_feats_channels, "mask_feats_channels")):
+            given = predictor.pop(key, None)
+            if given is not None and given != expected:
+                raise ArgumentError(f"predictor.{key}", f"must equal {source} ({expected}), got {given}; or leave "
+                                    "it out (the head sets it)")
         self.in_channels = list(in_channels)
         self.num_classes = num_classes
         self.align_corners = align_corners
