@@ -570,6 +570,12 @@ def test_query_recipes_reject_auxiliary_heads_and_typos_in_nested_tables(name):
     recipe.auxiliary = {"out_channels": 16}
     with pytest.raises(RecipeError, match="auxiliary"):
         build_segmentor(recipe, pretrained=False)
+    for key in ("matcher", "criterion"):  # SSSegmentation's places of the criterion's tables
+        recipe, _ = small_recipe(name)
+        recipe.head[key] = {"cost_class": 1.0}
+        with pytest.raises(RecipeError, match=r"\[criterion") as info:
+            build_segmentor(recipe, pretrained=False)
+        assert info.value.path == f"head.{key}"
     recipe, _ = small_recipe(name)
     recipe.head["predictor"] = {**recipe.head["predictor"], "num_querys": 4}
     with pytest.raises(RecipeError) as info:

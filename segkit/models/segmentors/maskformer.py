@@ -46,6 +46,14 @@ class QuerySegmentor(EncoderDecoder):
             raise RecipeError("auxiliary", f"{cls.__name__} takes no auxiliary heads (its decoder layers are "
                               "deep-supervised instead; SSSegmentation builds them but never trains them): remove "
                               "the auxiliary table")
+        head_table = getattr(builder.recipe, "head", None)
+        for key, where in (("matcher", "[criterion.matcher] (HungarianMatcher: cost_class, cost_mask, cost_dice, "
+                                       "num_points)"),
+                           ("criterion", "[criterion] (eos_coef, losses; pixelsampler_cfg's num_points, "
+                                         "oversample_ratio and importance_sample_ratio -> point_sampling)")):
+            if isinstance(head_table, dict) and key in head_table:
+                raise RecipeError(f"head.{key}", f"SSSegmentation keeps this table in the head; segkit's SetCriterion "
+                                  f"reads it from {where}")
         backbone, features = builder.backbone()
         neck, features = builder.neck(features)
         head = builder.head(features, default_type=cls.head_type)
