@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import nn
@@ -86,12 +87,13 @@ def translate_rule_keys(params_rules: dict, model: nn.Module | None = None) -> d
     aliases: dict[str, str] = {}
     for module in (model.modules() if model is not None else ()):
         aliases.update(getattr(type(module), "ssseg_param_aliases", {}))
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(aliases, key=len, reverse=True))) if aliases else None
     translated = {}
     for key, rule in params_rules.items():
         head, dot, rest = key.partition(".")
         key = SSSEG_RULE_PREFIXES.get(head, head) + dot + rest
-        for theirs, ours in aliases.items():
-            key = key.replace(theirs, ours)
+        if pattern is not None:  # one pass, longest alias first (Swin's stage renumbering must not chain)
+            key = pattern.sub(lambda match: aliases[match.group(0)], key)
         translated[key] = rule
     return translated
 

@@ -79,6 +79,7 @@ class ModelBuilder:
             for name, value in (("pretrained", False), ("pretrained_model_path", "")):
                 if name in params:
                     kwargs[name] = value
+            _no_pretrained_inside(kwargs)  # nested backbone tables (BiSeNetV1's context path)
         module = self._construct(BACKBONES, cfg["type"], kwargs, path)
         info = _feature_info(module, path)
         if selected is not None:
@@ -155,7 +156,13 @@ class ModelBuilder:
         for key in inherited:
             if key in params and key not in cfg and key not in supplied:
                 cfg[key] = copy.deepcopy(getattr(self, key))
+        alias = None
+        if "in_channels_list" in cfg and "in_channels_list" not in params and "in_channels" in params:
+            alias = cfg.pop("in_channels_list")  # SSSegmentation's name for list-valued in_channels: a check too
         derived = self._derive_channels(name, params, cfg, features, path) if features is not None else {}
+        if alias is not None and "in_channels" in derived and _as_plain(alias) != derived["in_channels"]:
+            raise RecipeError(f"{path}.in_channels_list", f"{alias} does not match the features it reads "
+                              f"({derived['in_channels']} channels)")
         kwargs = registry.validate(cfg, path, provided=tuple(supplied) + tuple(derived))
         for key, expected in derived.items():
             if key in kwargs and _as_plain(kwargs[key]) != expected:
@@ -274,6 +281,17 @@ def _indices(selected: Any, path: str) -> tuple[int, ...] | None:
     ):
         raise RecipeError(path, f"expected a non-empty array of integers, got {selected!r}")
     return tuple(selected)
+
+
+def _no_pretrained_inside(kwargs: dict[str, Any]) -> None:
+    """``pretrained = false`` in every nested table that has the key (weights come from a checkpoint)."""
+    for value in kwargs.values():
+        if isinstance(value, dict):
+            if "pretrained" in value:
+                value["pretrained"] = False
+            if "pretrained_model_path" in value:
+                value["pretrained_model_path"] = ""
+            _no_pretrained_inside(value)
 
 
 def _as_plain(value: Any) -> Any:

@@ -136,3 +136,21 @@ def test_module_declared_ssseg_aliases_translate_rule_keys():
                                                   base_setting={}, filter_params=False)}
     assert by_name["backbone.pos_block.weight"]["weight_decay"] == 0.0
     assert by_name["backbone.pos_block.weight"]["rule_key"] == "pos_block"
+
+
+def test_swin_ssseg_rule_keys_reach_timms_names():
+    from segkit import BACKBONES
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = BACKBONES.build({"type": "SwinTransformer", "embed_dims": 16, "depths": [1, 1, 1, 1],
+                                             "num_heads": [1, 1, 2, 2], "window_size": 4, "pretrained": False})
+
+    rules = {"backbone_net.stages.0.downsample.norm": {"wd_multiplier": 0.0},
+             "backbone_net.stages.1.blocks.0.norm": {"wd_multiplier": 0.0}, "backbone_net": {}}
+    by_name = {g["name"]: g for g in param_groups(Model(), lr=1.0, weight_decay=0.01, params_rules=rules,
+                                                  base_setting={}, filter_params=False)}
+    assert by_name["backbone.layers.1.downsample.norm.weight"]["weight_decay"] == 0.0  # merging after stage 0
+    assert by_name["backbone.layers.1.blocks.0.norm1.weight"]["weight_decay"] == 0.0
+    assert by_name["backbone.layers.2.downsample.norm.weight"]["weight_decay"] == 0.01  # not chained to stage 1

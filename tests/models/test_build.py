@@ -122,3 +122,19 @@ def test_pretrained_false_ignores_an_absent_pretrained_file(tmp_path, no_network
                                    "pretrained_model_path": str(tmp_path / "elsewhere.pth")})
     validate_model(recipe, pretrained=False)
     assert build_segmentor(recipe, pretrained=False) is not None
+
+
+def test_ssseg_in_channels_list_is_a_check_for_heads_that_take_in_channels():
+    ok = make_recipe(head={"in_channels_list": 64, "feats_channels": 8})
+    assert build_segmentor(ok).head.convs[0].conv.in_channels == 64
+    message = _error(make_recipe(head={"in_channels_list": 32}))
+    assert message.startswith("head.in_channels_list: 32 does not match the features it reads (64 channels)")
+
+
+def test_pretrained_false_reaches_nested_backbone_tables(no_network):
+    recipe = make_recipe(backbone={"type": "BiSeNetV1", "pretrained": False,
+                                   "backbone_cfg": {"type": "ResNet", "structure_type": "resnet18conv3x3stem",
+                                                    "outstride": 32, "pretrained": True},
+                                   "selected_indices": [0, 1, 2]},
+                         auxiliary=None, losses={"loss_cls": CE})
+    assert build_segmentor(recipe, pretrained=False) is not None  # no DownloadError for the context path

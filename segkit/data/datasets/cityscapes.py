@@ -81,7 +81,9 @@ class CityScapesDataset(DatasetFamily):
     classnames = CITYSCAPES_CLASSNAMES
     palette = CITYSCAPES_PALETTE
     clsid2label = {**LABELID_TO_TRAINID, 255: VOID}
-    sets = ("train", "val", "test")
+    sets = ("train", "val", "trainval", "test")
+    """``trainval`` (MCIBI's Cityscapes configs) reads ``leftImg8bit/trainval`` and ``gtFine/trainval`` as
+    SSSegmentation does: folders holding train and val together (``cp -rl train/* val/* trainval/`` in both)."""
     preparer = "cityscapes"
 
     def layout(self) -> dict[str, Any]:

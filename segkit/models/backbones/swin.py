@@ -130,6 +130,11 @@ class SwinTransformer(Backbone):
     for other grids (SSSegmentation's only works at that size). ``qk_scale`` overrides the attention scale.
     """
 
+    ssseg_param_aliases = {"stages.0.downsample": "layers.1.downsample", "stages.1.downsample": "layers.2.downsample",
+                           "stages.2.downsample": "layers.3.downsample", "stages.": "layers."}
+    """SSSegmentation's (mmseg's) names in params_rules keys -> timm's: ``stages.i`` is ``layers.i``, and the patch
+    merging at the end of stage i is timm's ``layers.{i+1}.downsample`` (Mask2Former's per-block norm rules)."""
+
     def __init__(
         self,
         structure_type: str | None = None,
