@@ -52,3 +52,20 @@ def bench(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", "segkit", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python=PY)
+def parity(session: nox.Session) -> None:
+    """Parity with SSSegmentation 1.7.0: same weights -> same logits (parity/run.py; docs/parity.{json,md}).
+
+    Not a default session, and segkit never depends on SSSegmentation. `pip install sssegmentation==1.7.0` works but
+    installs no dependencies (the sdist's setup.py reads a requirements.txt the sdist does not ship) and has no
+    `ssseg/configs`. So segkit is installed first (torch, torchvision, timm, numpy, opencv), then sssegmentation 1.7.0
+    and the two modules `import ssseg.modules` needs besides (pandas, dill); the configs are read from a checkout:
+
+        git clone https://github.com/SegmentationBLWX/sssegmentation && git -C sssegmentation checkout 6d0238f5
+        nox -s parity -- --ssseg-src sssegmentation [--segmentor FCN] [--only 'recipes/fcn/*'] [--no-backbones]
+    """
+    session.install("-e", ".")
+    session.install("sssegmentation==1.7.0", "pandas", "dill")
+    session.run("python", "parity/run.py", *session.posargs)

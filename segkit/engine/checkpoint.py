@@ -55,8 +55,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def load_model_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Load weights strictly; a mismatch names the checkpoint and the first differing keys."""
+    """Load weights strictly; a mismatch names the checkpoint and the first differing keys.
+
+    A state dict in SSSegmentation 1.7's layout (``backbone_net.``, ``decoder.`` keys) is converted to the model's
+    names first (:func:`segkit.models.ssseg_checkpoint.convert_ssseg_state_dict`), with one line on stderr.
+    """
+    import sys
+
+    from ..models.ssseg_checkpoint import convert_ssseg_state_dict, looks_like_ssseg
+
     own = model.state_dict()
+    if looks_like_ssseg(state) and not any(k in own for k in state):
+        try:
+            state = convert_ssseg_state_dict(state, model)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        print(f"{path}: an SSSegmentation checkpoint; converted its {len(state)} tensors to segkit's names",
+              file=sys.stderr)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]

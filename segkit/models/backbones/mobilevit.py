@@ -7,8 +7,9 @@ The network is timm's ``mobilevit_s`` / ``_xs`` / ``_xxs`` trunk (``stem``, ``st
 
 ``pretrained = true`` loads the mmcls checkpoints SSSegmentation publishes (``layers.i.j.conv.k``,
 ``layers.i.1.local_rep``, ``global_rep.k.ln1``, ``ffn.layers``, ``conv_1x1_exp``), converted by
-:func:`convert_mmcls_mobilevit`. Unlike SSSegmentation, the projection after the transformer (``conv_proj``) has its
-activation, as in the paper, mmcls and timm, whose weights were trained with it (SSSegmentation drops it).
+:func:`convert_mmcls_mobilevit`. As in SSSegmentation 1.7.0, the projection after the transformer (``conv_proj``) is a
+convolution and a norm without an activation; ``conv_proj_activation = true`` adds the activation that the paper,
+mmcls and timm have (and with which their weights were trained).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 from typing import Literal
 
 import timm
+import timm.models.mobilevit
 import torch
+from torch import nn
 
 from ...registry import BACKBONES
 from ..pretrained import load_published_weights
@@ -101,7 +104,9 @@ class MobileViT(MobileViTFeatures):
 
     ``structure_type`` (``mobilevit-small``/``-xsmall``/``-xxsmall``) implies ``arch`` (``small``/``x_small``/
     ``xx_small``). ``stem_channels`` and ``last_exp_factor`` (the channel expansion of ``final_conv``) default to the
-    published 16 and 4. ``norm_cfg`` is a BatchNorm, ``act_cfg`` the activation everywhere (Swish = SiLU).
+    published 16 and 4. ``norm_cfg`` is a BatchNorm, ``act_cfg`` the activation everywhere (Swish = SiLU) except
+    after each transformer block's ``conv_proj``, which has none unless ``conv_proj_activation`` (timm's and mmcls'
+    block; SSSegmentation 1.7.0 drops it).
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class MobileViT(MobileViTFeatures):
         act_cfg: dict | None = {"type": "Swish"},  # noqa: B006
         pretrained: bool = True,
         pretrained_model_path: str = "",
+        conv_proj_activation: bool = False,
     ) -> None:
         arch = resolve_structure("MobileViT", structure_type, STRUCTURE_TYPES, {"arch": arch},
                                  {"arch": "small"})["arch"]
@@ -124,6 +130,12 @@ class MobileViT(MobileViTFeatures):
                          norm_cfg=norm_cfg, act_cfg=act_cfg, family="MobileViT", stem_chs=stem_channels,
                          num_features=last_exp_factor * last_channels)
         self.structure_type, self.arch = structure_type, arch
+        self.conv_proj_activation = conv_proj_activation
+        if not conv_proj_activation:  # SSSegmentation's MobileVitBlock: conv_proj = conv -> norm
+            for stage in self.stages:
+                for block in stage:
+                    if isinstance(block, timm.models.mobilevit.MobileVitBlock):
+                        block.conv_proj.bn.act = nn.Identity()
         if pretrained:
             load_published_weights(self, family="MobileViT", structure_type=structure_type, urls=PRETRAINED_URLS,
                          pretrained_model_path=pretrained_model_path, convert=convert_mmcls_mobilevit)

@@ -1,7 +1,8 @@
 """MobileViT-V2 (Mehta & Rastegari, 2022: separable self-attention) on timm's modules, SSSegmentation's arguments.
 
 The network is timm's ``mobilevitv2_050`` ... ``mobilevitv2_200`` trunk (``stem``, ``stages.0`` ... ``stages.4``);
-``out_indices`` counts the five stages, default ``(4,)`` (the last, e.g. 256 channels at stride 32 for ``_050``).
+``out_indices`` counts the five stages, default SSSegmentation's ``(0, 1, 2, 3, 4)`` (e.g. 32/64/128/192/256
+channels at strides 2 ... 32 for ``_050``; its DeepLabV3 configs select ``(3, 4)`` from them).
 The weights SSSegmentation publishes are timm's own releases, so they load as they are (the classifier dropped).
 As in timm and SSSegmentation, a transformer block whose input side is not a multiple of its patch size (2) resizes
 it up to one and keeps that size: the declared strides hold for inputs divisible by 64.
@@ -57,7 +58,7 @@ class MobileViTV2(MobileViTFeatures):
         structure_type: str | None = None,
         arch: MobileViTV2Arch | None = None,
         in_channels: int = 3,
-        out_indices: tuple[int, ...] = (4,),
+        out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
         norm_cfg: dict | None = {"type": "SyncBatchNorm"},  # noqa: B006 (never mutated)
         act_cfg: dict | None = {"type": "SiLU", "inplace": True},  # noqa: B006
         pretrained: bool = True,

@@ -11,7 +11,7 @@ from segkit.models.layers import ArgumentError
 from ..helpers import BN, count_parameters, images
 from .test_realtime import conv_params, norm_params
 
-RELU = {"type": "ReLU", "inplace": True}
+PRELU = {"type": "PReLU"}
 
 
 def erfnet(**kwargs) -> ERFNet:
@@ -42,9 +42,10 @@ def test_size_is_the_original_network_in_sssegmentations_layout():
     assert original_erfnet_parameters() == 2_062_956  # + the 16->19 output deconvolution: 2.06 M in all
     downsampler_biases = 13 + 48 + 64  # SSSegmentation's downsampler convolutions have no bias
     with torch.device("meta"):
-        relu = erfnet(act_cfg=RELU)
-        prelu = erfnet()
+        relu = erfnet()
+        prelu = erfnet(act_cfg=PRELU)
     assert count_parameters(relu) == original_erfnet_parameters() - downsampler_biases
+    assert count_parameters(relu) == 2_062_831  # SSSegmentation 1.7.0's fcn_erfnet_cityscapes backbone (ReLU)
     prelu_slopes = 3 + 13 + 2 + 4  # one shared slope per downsampler, block and upsampler
     assert count_parameters(prelu) == count_parameters(relu) + prelu_slopes
 
@@ -56,8 +57,14 @@ def test_one_stride_2_output_of_the_last_decoder_width():
     assert len(outputs) == 1 and outputs[0].shape == (1, 16, 32, 32)
 
 
+def test_default_activation_is_sssegmentations_relu():
+    model = erfnet()
+    assert isinstance(model.encoder[0].act, torch.nn.ReLU) and isinstance(model.encoder[2].act, torch.nn.ReLU)
+    assert isinstance(erfnet(act_cfg=PRELU).encoder[2].act, torch.nn.PReLU)
+
+
 def test_last_encoder_stage_cycles_through_the_dilations():
-    model = erfnet(act_cfg=RELU)
+    model = erfnet()
     blocks = list(model.encoder)[-8:]
     assert [b.convs_layers[5].dilation for b in blocks] == [(d, 1) for d in (2, 4, 8, 16) * 2]
     assert [b.convs_layers[7].padding for b in blocks] == [(0, d) for d in (2, 4, 8, 16) * 2]
@@ -66,7 +73,7 @@ def test_last_encoder_stage_cycles_through_the_dilations():
 
 
 def test_key_layout_is_sssegmentations_with_a_shared_activation():
-    model = erfnet()
+    model = erfnet(act_cfg=PRELU)
     keys = set(model.state_dict())
     assert {"encoder.0.conv.weight", "encoder.0.bn.running_mean", "encoder.2.convs_layers.0.bias",
             "encoder.2.convs_layers.8.weight", "decoder.0.conv.weight", "decoder.1.convs_layers.3.weight"} <= keys

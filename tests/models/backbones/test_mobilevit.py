@@ -53,7 +53,7 @@ def test_every_structure_type_builds_forwards_and_has_the_published_size(structu
 
 def test_loads_a_plain_timm_checkpoint_and_matches_timm(tmp_path):
     reference = timm.create_model("mobilevit_xxs").eval()
-    backbone = MobileViT(arch="xx_small", norm_cfg=BN, pretrained=True,
+    backbone = MobileViT(arch="xx_small", norm_cfg=BN, pretrained=True, conv_proj_activation=True,
                          pretrained_model_path=save_state(reference, tmp_path)).eval()
     x = images(1, 64)
     with torch.no_grad():
@@ -97,9 +97,13 @@ def test_mmcls_checkpoint_layout_converts_to_timm_names(arch):
     check_conversion(backbone, mmcls_shapes(arch), convert_mmcls_mobilevit)
 
 
-def test_projection_keeps_its_activation_and_out_indices_prune():
+def test_projection_has_no_activation_unless_asked_and_out_indices_prune():
     backbone = MobileViT(arch="xx_small", out_indices=(1, 2), norm_cfg=BN, pretrained=False)
-    assert isinstance(backbone.stages[2][1].conv_proj.bn.act, Swish)  # SSSegmentation drops this activation
+    assert isinstance(backbone.stages[2][1].conv_proj.bn.act, torch.nn.Identity)  # as SSSegmentation 1.7.0
+    assert isinstance(backbone.stages[2][1].conv_fusion.bn.act, Swish)
+    timm_block = MobileViT(arch="xx_small", out_indices=(1, 2), norm_cfg=BN, pretrained=False,
+                           conv_proj_activation=True)
+    assert isinstance(timm_block.stages[2][1].conv_proj.bn.act, Swish)  # the paper's, mmcls' and timm's block
     assert len(backbone.stages) == 3 and backbone.final_conv is None and backbone.out_channels == [24, 48]
     check_contract(backbone, size=32)
     with pytest.raises(ArgumentError, match="unknown MobileViT structure_type 'mobilevit-tiny'"):

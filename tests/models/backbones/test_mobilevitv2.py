@@ -43,6 +43,11 @@ def test_every_structure_type_builds_with_the_published_size(structure_type):
     check_published_count(count_parameters(backbone) + last * 1000 + 1000, PUBLISHED[backbone.arch], unit=0.1)
 
 
+def test_default_out_indices_are_sssegmentations_five_stages():
+    backbone = build_on_meta(MobileViTV2, structure_type="mobilevitv2_050", norm_cfg=BN)
+    assert backbone.out_indices == (0, 1, 2, 3, 4) and backbone.out_channels == [32, 64, 128, 192, 256]
+
+
 @pytest.mark.parametrize("arch", list(PUBLISHED))
 def test_published_architectures_forward_as_declared(arch):
     check_contract(MobileViTV2(arch=arch, norm_cfg=BN, pretrained=False), size=64)

@@ -1,0 +1,152 @@
+"""SSSegmentation's side of the parity check: find its configs, load them, build its models.
+
+The PyPI sdist of ``sssegmentation==1.7.0`` has no ``ssseg/configs``; they are read from a checkout
+(``--ssseg-src`` or ``$SSSEG_SRC``), whose ``ssseg`` directory is appended to the installed package's ``__path__`` so
+that ``ssseg.configs.<dir>.<name>`` imports with its relative imports. Each config is loaded afresh (its
+``ssseg.configs`` modules are dropped from ``sys.modules`` first): the configs ``.copy()`` their base dicts shallowly
+and modify nested tables in place, so a base mutated by one config must not leak into the next.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+CLONE_HINT = ("git clone https://github.com/SegmentationBLWX/sssegmentation && cd sssegmentation && "
+              "git checkout 6d0238f5")
+
+NEEDS_MMCV = {"CCNet", "PSANet", "Mask2Former"}
+"""Segmentors whose modules call mmcv's compiled ops (criss-cross attention, PSA mask, deformable attention)."""
+
+EVAL_IRRELEVANT = ("pretrained", "pretrained_model_path", "selected_indices")
+"""Backbone-table keys that do not change the module (dropped before tables are compared)."""
+
+
+class SSSegUnavailable(RuntimeError):
+    """SSSegmentation (the package or its configs) cannot be found."""
+
+
+def find_src(path: str | None) -> Path:
+    """The SSSegmentation checkout holding ``ssseg/configs``."""
+    path = path or os.environ.get("SSSEG_SRC")
+    if not path:
+        raise SSSegUnavailable("SSSegmentation's configs are not in the sssegmentation package; give a checkout "
+                               f"with --ssseg-src PATH (or $SSSEG_SRC):\n  {CLONE_HINT}")
+    root = Path(path).expanduser().resolve()
+    if not (root / "ssseg" / "configs").is_dir():
+        raise SSSegUnavailable(f"{root} has no ssseg/configs; check out SSSegmentation 1.7.0 there:\n  {CLONE_HINT}")
+    return root
+
+
+def import_ssseg(src: Path) -> Any:
+    """Import the installed ``ssseg`` (1.7.0) and let it find ``ssseg.configs`` in ``src``."""
+    try:
+        import ssseg
+    except ImportError as exc:
+        raise SSSegUnavailable(f"cannot import ssseg ({exc}); run `nox -s parity`, which installs "
+                               "sssegmentation==1.7.0") from None
+    if getattr(ssseg, "__version__", None) != "1.7.0":
+        raise SSSegUnavailable(f"ssseg {getattr(ssseg, '__version__', '?')} is installed; parity needs 1.7.0")
+    extra = str(src / "ssseg")
+    if extra not in ssseg.__path__:
+        ssseg.__path__.append(extra)
+    patch_build_bugs()
+    return ssseg
+
+
+BUILD_PATCHES = {
+    "HRNet": "SSSeg 1.7.0 cannot build HRNet: HRModule.makebranches reads self.use_checkpoint before __init__ sets "
+             "it (AttributeError); parity sets the class default use_checkpoint = False (what every config means) "
+             "so that SSSeg builds",
+    "UNet": "SSSeg 1.7.0 cannot build UNet: each UpConvBlock pops 'type' from the upsample_cfg dict that UNet shares "
+            "with all of them (its mutable default), so the second one fails (KeyError: 'type'); parity gives each "
+            "block its own copy so that SSSeg builds",
+}
+"""Backbone types SSSeg 1.7.0 cannot build as shipped, and what :func:`patch_build_bugs` does about it (nothing
+that changes what a model computes)."""
+
+
+def patch_build_bugs() -> None:
+    from ssseg.modules.models.backbones import hrnet, unet
+
+    if not hasattr(hrnet.HRModule, "use_checkpoint"):
+        hrnet.HRModule.use_checkpoint = False
+    original = unet.UpConvBlock.__init__
+    if not getattr(original, "parity_patched", False):
+        @functools.wraps(original)
+        def init(self, *args, **kwargs):
+            if isinstance(kwargs.get("upsample_cfg"), dict):
+                kwargs["upsample_cfg"] = copy.deepcopy(kwargs["upsample_cfg"])
+            original(self, *args, **kwargs)
+
+        init.parity_patched = True
+        unet.UpConvBlock.__init__ = init
+
+
+def config_names(src: Path) -> list[str]:
+    """Every config as ``<dir>/<name>`` (``fcn/fcn_resnet50os8_voc``)."""
+    configs = src / "ssseg" / "configs"
+    return sorted(f"{p.parent.name}/{p.stem}" for p in configs.glob("*/*.py")
+                  if p.parent.name != "_base_" and not p.name.startswith("_"))
+
+
+def load_config(name: str) -> dict:
+    """``SEGMENTOR_CFG`` of ``<dir>/<name>``, loaded afresh and deep-copied."""
+    for key in [k for k in sys.modules if k == "ssseg.configs" or k.startswith("ssseg.configs.")]:
+        del sys.modules[key]
+    module = importlib.import_module("ssseg.configs." + name.replace("/", "."))
+    return copy.deepcopy(module.SEGMENTOR_CFG)
+
+
+def no_pretrained(table: dict) -> dict:
+    """``table`` with ``pretrained=False`` (and no ``pretrained_model_path``) at every level (BiSeNetV1 nests one)."""
+    table = copy.deepcopy(table)
+    if "pretrained" in table:
+        table["pretrained"] = False
+    table.pop("pretrained_model_path", None)
+    for key, value in table.items():
+        if isinstance(value, dict) and "type" in value:
+            table[key] = no_pretrained(value)
+    return table
+
+
+def backbone_table(cfg: dict) -> dict:
+    """The backbone table as SSSegmentation builds it (the segmentor's ``norm_cfg`` injected when absent)."""
+    table = copy.deepcopy(cfg["backbone"])
+    if "norm_cfg" not in table and "norm_cfg" in cfg:
+        table["norm_cfg"] = copy.deepcopy(cfg["norm_cfg"])
+    return table
+
+
+def backbone_key(table: dict) -> str:
+    """A canonical string of a backbone table without the keys that do not change the module."""
+    return json.dumps({k: v for k, v in table.items() if k not in EVAL_IRRELEVANT}, sort_keys=True, default=str)
+
+
+def build_segmentor(cfg: dict):
+    """SSSegmentation's segmentor for ``cfg`` in TEST mode, without pretrained weights."""
+    from ssseg.modules import BuildSegmentor
+
+    cfg = copy.deepcopy(cfg)
+    cfg["backbone"] = no_pretrained(cfg["backbone"])
+    return BuildSegmentor(segmentor_cfg=cfg, mode="TEST")
+
+
+def build_backbone(table: dict):
+    """SSSegmentation's backbone for ``table`` (``selected_indices`` dropped, as its builder does)."""
+    from ssseg.modules import BuildBackbone
+
+    return BuildBackbone(no_pretrained(table))
+
+
+def segmentor_logits(model, images):
+    """SSSegmentation's TEST-mode ``seg_logits`` (at head resolution)."""
+    from ssseg.modules.utils import SSSegInputStructure
+
+    return model(SSSegInputStructure(images=images, mode="TEST")).seg_logits
