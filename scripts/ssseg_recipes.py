@@ -327,6 +327,54 @@ def _dataset(table: dict) -> dict:
     return table
 
 
+def _set_criterion(head: dict, raw: dict, conv: Converted) -> None:
+    """MaskFormer/Mask2Former: SSSeg's ``head.matcher`` and ``head.criterion`` -> segkit's ``[criterion]`` (type
+    SetCriterion): ``matcher`` as is, ``eos_coef``, ``losses``, and the UGSampler ``pixelsampler_cfg`` as
+    ``point_sampling``."""
+    if "matcher" not in head and "criterion" not in head:
+        return
+    criterion = raw.setdefault("criterion", {})
+    criterion["type"] = "SetCriterion"
+    if "matcher" in head:
+        matcher = dict(head.pop("matcher"))
+        matcher.pop("type", None)
+        criterion["matcher"] = matcher
+        conv.notes.append("head.matcher -> [criterion.matcher]")
+    if "criterion" in head:
+        inner = dict(head.pop("criterion"))
+        sampler = inner.pop("pixelsampler_cfg", None)
+        for key in ("eos_coef", "losses"):
+            if key in inner:
+                criterion[key] = inner.pop(key)
+        if isinstance(sampler, dict):
+            criterion["point_sampling"] = {k: v for k, v in sampler.items()
+                                           if k in ("num_points", "oversample_ratio", "importance_sample_ratio")}
+        if inner:
+            raise ValueError(f"{conv.name}: head.criterion keys with no segkit place: {sorted(inner)}")
+        conv.notes.append("head.criterion (eos_coef, losses, pixelsampler_cfg) -> [criterion] (point_sampling)")
+
+
+DEAD_RULES: dict[str, tuple[str, ...]] = {"SwinTransformer": ("position_encodings",)}
+"""params_rules keys SSSeg's configs give that match no parameter of that backbone in SSSeg either (Swin has no
+``position_encodings``); segkit refuses a rule that matches nothing, so the converter drops them and says so."""
+
+
+def _drop_dead_rules(raw: dict, conv: Converted) -> None:
+    optimizer = (raw.get("scheduler") or {}).get("optimizer") or {}
+    rules = optimizer.get("params_rules")
+    backbone = raw.get("backbone") or {}
+    if not isinstance(rules, dict) or not isinstance(backbone, dict):
+        return
+    dead = ["base_setting", *DEAD_RULES.get(backbone.get("type"), ())]  # SSSeg reads base_setting beside
+    # params_rules, not inside it: Mask2Former's params_rules.base_setting is a rule key that matches nothing
+    if backbone.get("type") == "SwinTransformer" and not backbone.get("use_abs_pos_embed", False):
+        dead.append("absolute_pos_embed")  # the embedding exists only with use_abs_pos_embed
+    for key in [k for k in rules if k in dead]:
+        rules.pop(key)
+        conv.notes.append(f"params_rules.{key} dropped: it matches no parameter of this {backbone['type']} "
+                          "(in SSSeg either)")
+
+
 def convert(raw: dict, name: str, *, is_base: bool = False) -> Converted:
     """SSSeg's SEGMENTOR_CFG (plain dict) -> segkit's recipe dict (not yet split into extends + overrides)."""
     conv = Converted(name)
@@ -361,11 +409,13 @@ def convert(raw: dict, name: str, *, is_base: bool = False) -> Converted:
         if "pixelsampler" in head:
             raw.setdefault("criterion", {})["sampler"] = head.pop("pixelsampler")
             conv.notes.append("head.pixelsampler -> [criterion.sampler]")
+        _set_criterion(head, raw, conv)
     optimizer = (raw.get("scheduler") or {}).get("optimizer") or {}
     rules = optimizer.get("params_rules")
     if isinstance(rules, dict) and any("backbone_net" in k for k in rules):
         optimizer["params_rules"] = {k.replace("backbone_net", "backbone"): v for k, v in rules.items()}
         conv.notes.append("params_rules: backbone_net (SSSeg's module name) -> backbone (segkit's)")
+    _drop_dead_rules(raw, conv)
     data = _values({k: v for k, v in raw.items() if v is not None}, conv, "")
     if isinstance(data.get("backbone"), dict):
         _resnet(data["backbone"])
