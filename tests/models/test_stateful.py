@@ -8,6 +8,8 @@ device from the converted recipe of the same config (``recipes/<dir>/<config>.to
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,17 @@ SSSEG_PARAMETERS = {
     "mcibi/mcibi_deeplabv3_hrnetv2w48_ade20k": 102_651_244,  # SSSeg's HRModule needs use_checkpoint set first
     "mcibi/mcibi_deeplabv3_hrnetv2w48_cityscapes": 107_116_806,  # + the shared stride-2 conv (downsample_backbone)
     "mcibi/mcibi_deeplabv3_vitlarge_ade20k": 368_867_054,  # + per-level LayerNorms (head.norm_cfg)
+    "mcibiplusplus/mcibiplusplus_resnet50os8_lip": 43_620_804,
+    "mcibiplusplus/mcibiplusplus_ppm_resnet50os8_ade20k": 68_156_132,
+    "mcibiplusplus/mcibiplusplus_aspp_resnet101os8_cityscapes": 110_211_026,
+    "mcibiplusplus/mcibiplusplus_aspp_hrnetv2w48_lip": 104_152_740,  # downsample_before_sa
+    "mcibiplusplus/mcibiplusplus_upernet_resnet50os8_ade20k": 94_769_380,
+    "mcibiplusplus/mcibiplusplus_upernet_swinlarge_ade20k": 274_639_928,  # + self-attention on the context
+    "idrnet/idrnet_fcn_resnet50os8_lip": 41_140_432,
+    "idrnet/idrnet_ppm_resnet50os8_cocostuff10k": 55_309_568,
+    "idrnet/idrnet_aspp_resnet50os8_cityscapes": 61_464_190,
+    "idrnet/idrnet_upernet_resnet50os8_ade20k": 70_565_248,
+    "idrnet/idrnet_upernet_swinlarge_ade20k": 305_232_596,
 }
 """``sum(p.numel() for p in model.parameters())`` of SSSegmentation 1.7.0's segmentor built from each config."""
 
@@ -276,3 +289,260 @@ def test_mcibi_eval_reads_the_memory_without_changing_it():
     assert list(out) == ["out"] and out["out"].shape == (2, recipe.num_classes, size // 8, size // 8)
     assert torch.equal(memory, before)
     assert segmentor.output_names(training=True) == ["out", "stage1", "aux", "memory"]
+
+
+# ----------------------------------------------------------------------------------------------- MCIBI++
+
+
+def test_mcibiplusplus_memory_draws_are_sssegs_without_reseeding_the_global_rng():
+    from segkit.models.layers.memory_v2 import FeaturesMemoryV2
+
+    module = FeaturesMemoryV2(5, 24, 8, 24)
+    module.memory.data.copy_(torch.tensor([[0.1, 1.0], [-2.0, 0.5], [0.0, 2.0], [3.0, 0.1], [0.7, 0.7]]))
+    with torch.random.fork_rng():
+        expected = []
+        for index in range(5):  # SSSeg's FeaturesMemoryV2.forward
+            torch.manual_seed(index)
+            mean, std = module.memory.data[index]
+            expected.append(torch.normal(mean=torch.full((1, 24), float(mean)), std=torch.full((1, 24), float(std))))
+    assert torch.equal(module.sampled_memory(), torch.cat(expected))
+    assert "noise" not in module.state_dict() and "noise" in dict(module.named_buffers())
+    recipe, size = small_recipe("MCIBIPlusPlus/upernet")
+    segmentor = build(recipe).train()
+    images, labels = synthetic_batch(2, size, recipe.num_classes)
+    after = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        segmentor(images, {"seg_target": labels})
+        after.append(torch.rand(4))
+    assert not torch.equal(after[0], after[1])  # SSSeg's forward leaves the global RNG at manual_seed(K - 1)
+
+
+def test_mcibiplusplus_memory_update_matches_the_per_class_loop():
+    from segkit.models.layers.memory_v2 import FeaturesMemoryV2
+
+    generator = torch.Generator().manual_seed(0)
+    module = FeaturesMemoryV2(6, 8, 4, 8).double()
+    start = torch.rand(6, 2, generator=generator, dtype=torch.float64)
+    module.memory.data.copy_(start)
+    features = torch.randn(2, 8, 10, 12, generator=generator, dtype=torch.float64)
+    labels = torch.randint(0, 5, (2, 10, 12), generator=generator)
+    labels[:, :2] = -100
+    parameter = module.memory
+    module.update(features, labels, momentum=0.1)
+    expected = start.clone()
+    feats = features.permute(0, 2, 3, 1).reshape(-1, 8)
+    for clsid in labels.unique().tolist():  # SSSeg's FeaturesMemoryV2.update
+        if clsid == -100:
+            continue
+        class_mean = feats[labels.reshape(-1) == clsid].mean(0)
+        expected[clsid, 0] = 0.9 * expected[clsid, 0] + 0.1 * class_mean.mean()
+        expected[clsid, 1] = 0.9 * expected[clsid, 1] + 0.1 * class_mean.std()
+    torch.testing.assert_close(module.memory.data, expected, rtol=1e-10, atol=1e-10)
+    assert module.memory is parameter and not parameter.requires_grad
+
+
+def test_mcibiplusplus_outputs_and_warmup_reads_the_ground_truth():
+    from segkit.models.segmentors.mcibiplusplus import one_hot_logits
+
+    recipe, size = small_recipe("MCIBIPlusPlus/upernet")
+    recipe.head["warmup_epoch"] = 2
+    segmentor = build(recipe).train()
+    assert segmentor.output_names(training=True) == ["out", "pr", "cwi", "aux"]
+    images, labels = synthetic_batch(2, size, recipe.num_classes)
+    seen = []
+    original = segmentor.head.memory_module.forward
+    segmentor.head.memory_module.forward = lambda feats, preds: seen.append(preds) or original(feats, preds)
+    segmentor.set_progress(epoch=1, iteration=0, lr=0.01, max_epochs=3, max_iters=3)
+    outputs = segmentor(images, {"seg_target": labels})
+    assert list(outputs) == ["out", "pr", "cwi", "aux"]
+    expected = one_hot_logits(labels, seen[0].shape[2:], recipe.num_classes, seen[0])
+    assert torch.equal(seen[0], expected) and torch.equal(expected.sum(1), torch.ones_like(expected[:, 0]))
+    segmentor.set_progress(epoch=2, iteration=1, lr=0.01, max_epochs=3, max_iters=3)
+    segmentor(images, {"seg_target": labels})
+    assert not torch.equal(seen[1], one_hot_logits(labels, seen[1].shape[2:], recipe.num_classes, seen[1]))
+
+
+# ----------------------------------------------------------------------------------------------- IDRNet
+
+
+def reference_obtainidcontext(context, logits, relations, intervention=None, remove_negative=True):
+    """SSSegmentation's ``IDRNet.obtainidcontext``: per image, per class, in Python loops."""
+    batch, channels, height, width = context.shape
+    num_classes = logits.shape[1]
+    id_context_batch, valid_batch = torch.zeros_like(context), []
+    for b in range(batch):
+        context_iter = context[b].reshape(channels, -1).t()
+        logits_iter = logits[b].reshape(num_classes, -1)
+        argmax = logits_iter.argmax(0)
+        valid, contexts, selected = [], [], []
+        for clsid in range(num_classes):
+            if intervention is not None and clsid == intervention[b]:
+                continue
+            mask = argmax == clsid
+            if mask.sum() == 0:
+                continue
+            weight = F.softmax(logits_iter[clsid][mask], dim=0)
+            valid.append(clsid)
+            contexts.append((context_iter[mask] * weight.unsqueeze(-1)).sum(0))
+            selected.append(relations[:, clsid].unsqueeze(1))
+        if not contexts:
+            continue
+        valid_batch.append(valid)
+        selected = torch.cat(selected, dim=1).clone()
+        if remove_negative:
+            selected[selected <= 0] = -1e16
+        selected = F.softmax(selected, dim=1)
+        mixed = torch.stack([selected[clsid] for clsid in valid]) @ torch.stack(contexts)
+        out = torch.zeros(height * width, channels, dtype=context.dtype)
+        for index, clsid in enumerate(valid):
+            out[argmax == clsid] = mixed[index]
+        id_context_batch[b] = out.t().reshape(channels, height, width)
+    return id_context_batch, valid_batch
+
+
+@pytest.mark.parametrize("remove_negative", [True, False])
+@pytest.mark.parametrize("with_intervention", [False, True])
+def test_idrnet_context_matches_the_per_class_loop(remove_negative, with_intervention):
+    from segkit.models.heads.idrnet_ops import intervention_context
+
+    generator = torch.Generator().manual_seed(int(remove_negative) + 2 * int(with_intervention))
+    context = torch.randn(3, 6, 7, 9, generator=generator, dtype=torch.float64)
+    logits = torch.randn(3, 5, 7, 9, generator=generator, dtype=torch.float64) * 2
+    logits[2, 4] += 10  # image 2: one class everywhere
+    relations = torch.randn(5, 5, generator=generator, dtype=torch.float64)
+    intervention = torch.tensor([0, 3, 1]) if with_intervention else None
+    got, present = intervention_context(context, logits, relations.float(), intervention, remove_negative)
+    expected, valid = reference_obtainidcontext(context, logits, relations.float().double(), intervention,
+                                                remove_negative)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    assert [torch.nonzero(row).flatten().tolist() for row in present if row.any()] == valid
+
+
+def test_idrnet_dl_insertion_and_class_statistics_match_the_loops():
+    from segkit.models.heads.idrnet_ops import (
+        class_feature_means,
+        class_loss_statistics,
+        insert_dl_representations,
+    )
+
+    generator = torch.Generator().manual_seed(0)
+    feats = torch.randn(2, 4, 5, 6, generator=generator)
+    logits = torch.randn(2, 3, 5, 6, generator=generator)
+    representations = torch.randn(3, 4, generator=generator)
+    inserted = insert_dl_representations(feats, logits, representations)
+    argmax = logits.argmax(1)
+    assert torch.equal(inserted[:, :4], feats)
+    assert torch.equal(inserted[:, 4:], representations[argmax].permute(0, 3, 1, 2))
+    target = torch.randint(0, 3, (5, 6), generator=generator)
+    target[0] = -100
+    counts, means, variances = class_loss_statistics(logits[0], target, 3, -100)
+    for clsid in range(3):
+        mask = target == clsid
+        loss = F.cross_entropy(logits[0].permute(1, 2, 0)[mask], target[mask], reduction="none")
+        assert counts[clsid] == mask.sum()
+        torch.testing.assert_close(means[clsid], loss.mean())
+        torch.testing.assert_close(variances[clsid], loss.var(unbiased=False))
+    labels = torch.randint(0, 2, (2, 10, 12), generator=generator)  # class 2 absent
+    counts, means = class_feature_means(feats, labels, 3, -100)
+    upsampled = F.interpolate(feats, size=(10, 12), mode="bilinear", align_corners=False).permute(0, 2, 3, 1)
+    for clsid in range(2):
+        torch.testing.assert_close(means[clsid], upsampled[labels == clsid].mean(0))
+    assert counts[2] == 0
+
+
+def test_idrnet_replays_dropout_and_leaves_the_global_rng_alone():
+    from segkit.models.segmentors.idrnet import replay_rng
+
+    dropout = torch.nn.Dropout2d(0.5).train()
+    x = torch.ones(2, 8, 3, 3)
+    state = torch.get_rng_state()
+    first = replay_rng(1234, x.device, lambda: dropout(x))
+    second = replay_rng(1234, x.device, lambda: dropout(x))
+    assert torch.equal(first, second) and torch.equal(torch.get_rng_state(), state)
+    assert not torch.equal(first, replay_rng(99, x.device, lambda: dropout(x)))
+
+
+def test_idrnet_training_step_updates_its_state_in_place():
+    recipe, size = small_recipe("IDRNet/upernet")
+    segmentor = build(recipe).train()
+    head = segmentor.head
+    names = ("class_relations_mean", "class_relations_var", "selected_classes_counter", "dl_cls_representations")
+    parameters = {name: getattr(head, name) for name in names}
+    before = {name: p.detach().clone() for name, p in parameters.items()}
+    images, labels = synthetic_batch(2, size, recipe.num_classes)
+    outputs = segmentor(images, {"seg_target": labels})
+    assert list(outputs) == ["out", "stage1", "aux"]
+    assert all(getattr(head, name) is parameter and not parameter.requires_grad
+               for name, parameter in parameters.items())
+    counter = head.selected_classes_counter.detach()
+    assert torch.isclose((counter - before["selected_classes_counter"]).sum(), torch.tensor(2.0))
+    chosen = torch.nonzero(counter > before["selected_classes_counter"]).flatten()
+    changed_rows = torch.nonzero((head.class_relations_mean != before["class_relations_mean"]).any(1)).flatten()
+    assert set(changed_rows.tolist()) <= set(chosen.tolist()) and len(changed_rows) > 0
+    present = labels.unique()
+    changed = (head.dl_cls_representations != before["dl_cls_representations"]).any(1)
+    assert torch.equal(torch.nonzero(changed).flatten(), present)
+    loss = sum(v.float().mean() for v in outputs.values())
+    loss.backward()
+    assert all(parameter.grad is None for parameter in parameters.values())
+
+
+# ----------------------------------------------------------------------------------------------- two ranks
+
+
+def _two_rank_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    import segkit.models  # noqa: F401  (registration)
+    from segkit.engine.distributed import all_reduce_mean
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    try:
+        report = {}
+        for name, state in (("MCIBI", ["head.memory_module.memory"]),
+                            ("MCIBIPlusPlus", ["head.memory_module.memory"]),
+                            ("IDRNet/upernet", ["head.class_relations_mean", "head.class_relations_var",
+                                                "head.selected_classes_counter", "head.dl_cls_representations"])):
+            recipe, size = small_recipe(name)
+            segmentor = build(recipe).train()  # the same seed on both ranks: identical weights and state
+            local = copy.deepcopy(segmentor)  # this rank alone (no cross-rank mean)
+            segmentor.reduce_mean = all_reduce_mean
+            ddp = torch.nn.parallel.DistributedDataParallel(segmentor)
+            criterion = build_criterion(recipe, segmentor)
+            optimizer = torch.optim.SGD(segmentor.parameters(), lr=0.01, weight_decay=5e-4)
+            images, labels = synthetic_batch(2, size, recipe.num_classes, seed=10 + rank)  # different data per rank
+            targets = {"seg_target": labels}
+            for model in (segmentor, local):
+                model.set_progress(epoch=1, iteration=0, lr=0.003, max_epochs=1, max_iters=1)
+            torch.manual_seed(100 + rank)
+            total = sum(criterion(ddp(images, targets), targets).values())
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+            torch.manual_seed(100 + rank)
+            local(images, targets)
+            report[name] = {}
+            for key in state:
+                value, mine = segmentor.get_parameter(key).detach(), local.get_parameter(key).detach()
+                gathered, alone = [torch.zeros_like(value) for _ in range(world)], [torch.zeros_like(mine)
+                                                                                    for _ in range(world)]
+                dist.all_gather(gathered, value)
+                dist.all_gather(alone, mine)
+                assert torch.equal(gathered[0], gathered[1]), f"{name} {key} differs across ranks"
+                assert not torch.equal(alone[0], alone[1]), f"{name} {key}: the ranks saw the same data"
+                torch.testing.assert_close(value, torch.stack(alone).mean(0), rtol=1e-5, atol=1e-6)
+                report[name][key] = float((gathered[0] - gathered[1]).abs().max())
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(report))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_state_is_identical_on_two_ranks_after_a_training_step(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_two_rank_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert reports[0] == reports[1]
+    assert all(diff == 0.0 for model in reports[0].values() for diff in model.values())
