@@ -42,9 +42,12 @@ MIT = {"type": "MixVisionTransformer", "pretrained": False, "selected_indices": 
 
 
 def segformer_recipe(structure_type: str, num_classes: int = 150):
+    """SSSeg's segformer_mit*_ade20k, with its head keys (``in_channels_list`` is checked against the MiT)."""
+    channels = [32, 64, 160, 256] if structure_type == "mit-b0" else [64, 128, 320, 512]
     return make_recipe(type="Segformer", num_classes=num_classes, norm_cfg=SYNC_BN,
                        backbone={**MIT, "structure_type": structure_type},
-                       head={"feats_channels": 256, "dropout": 0.1}, auxiliary=[], losses={"loss_cls": CE})
+                       head={"in_channels_list": channels, "feats_channels": 256, "dropout": 0.1}, auxiliary=[],
+                       losses={"loss_cls": CE})
 
 
 # segformer_mit{b0..b5}_ade20k: (whole segmentor, outside backbone_net) in SSSegmentation 1.7.0
@@ -81,7 +84,8 @@ def test_segformer_keeps_ssseg_module_names_and_outputs_at_stride_4():
 def semanticfpn_recipe(depth: int, num_classes: int):
     backbone = {"type": "ResNet", "depth": depth, "structure_type": f"resnet{depth}conv3x3stem", "pretrained": False,
                 "outstride": 32, "use_conv3x3_stem": True, "selected_indices": [0, 1, 2, 3]}
-    head = {"feats_channels": 256, "upsample_cfg": {"mode": "nearest"}, "feature_stride_list": [4, 8, 16, 32],
+    head = {"in_channels_list": [256, 512, 1024, 2048], "feats_channels": 256, "upsample_cfg": {"mode": "nearest"},
+            "feature_stride_list": [4, 8, 16, 32],
             "scale_head_channels": 128, "dropout": 0.1}
     return make_recipe(type="SemanticFPN", num_classes=num_classes, norm_cfg=SYNC_BN, backbone=backbone, head=head,
                        auxiliary=[], losses={"loss_cls": CE})
@@ -153,7 +157,8 @@ def lraspp_recipe(arch: str, num_classes: int):
         backbone["out_indices"] = [0, 1, 12]
     return make_recipe(type="LRASPPNet", num_classes=num_classes, norm_cfg={"type": "SyncBatchNorm", "eps": 0.001},
                        backbone=backbone, auxiliary=[], losses={"loss_cls": CE},
-                       head={"branch_channels_list": [32, 64], "feats_channels": 128, "dropout": 0.1})
+                       head={"in_channels_list": [16, 24, 960] if arch == "large" else [16, 16, 576],
+                             "branch_channels_list": [32, 64], "feats_channels": 128, "dropout": 0.1})
 
 
 # lrasppnet_mobilenetv3{l,s}os8_{ade20k,cityscapes,voc}: (whole segmentor, outside backbone_net)
@@ -225,16 +230,18 @@ def setr_aux(in_channels: int, num_convs: int) -> list[dict]:
 
 
 def setr_recipe(variant: str):
-    """SSSeg's setr{naive,pup,mla}_vitlarge_ade20k (SSSeg's head.norm_cfg is the neck's token_norm_cfg)."""
+    """SSSeg's setr{naive,pup,mla}_vitlarge_ade20k, with its head keys (head.norm_cfg: the token LayerNorm, moved
+    to the neck with head.mla_feats_channels; head.in_channels_list checked against the ViT levels)."""
+    ssseg_keys = {"in_channels_list": [1024] * 4, "norm_cfg": LN}
     if variant == "mla":
         return make_recipe(type="SETRMLA", num_classes=150, norm_cfg=SYNC_BN, backbone=dict(VIT_LARGE),
-                           neck={"out_channels": 256, "token_norm_cfg": LN},
-                           head={"mla_up_channels": 128, "feats_channels": 512, "scale_factor": 4, "dropout": 0},
+                           head={**ssseg_keys, "mla_feats_channels": 256, "mla_up_channels": 128,
+                                 "feats_channels": 512, "scale_factor": 4, "dropout": 0},
                            auxiliary=setr_aux(256, 2), losses=SETR_LOSSES)
-    head = {"feats_channels": 256, "dropout": 0, "kernel_size": 3,
+    head = {**ssseg_keys, "feats_channels": 256, "dropout": 0, "kernel_size": 3,
             **({"num_convs": 2, "scale_factor": 4} if variant == "naive" else {"num_convs": 4, "scale_factor": 2})}
-    return make_recipe(type="SETRUP", num_classes=150, norm_cfg=SYNC_BN, backbone=dict(VIT_LARGE),
-                       neck={"token_norm_cfg": LN}, head=head, auxiliary=setr_aux(1024, 2), losses=SETR_LOSSES)
+    return make_recipe(type="SETRUP", num_classes=150, norm_cfg=SYNC_BN, backbone=dict(VIT_LARGE), head=head,
+                       auxiliary=setr_aux(1024, 2), losses=SETR_LOSSES)
 
 
 # setr{naive,pup,mla}_vitlarge_ade20k: (whole segmentor, outside backbone_net) and per SSSeg module group
@@ -309,6 +316,26 @@ def test_setr_recipe_errors():
         build(small_setr_recipe(neck={"token_norm_cfg": BN}))
     with pytest.raises(RecipeError, match=r"auxiliary: 4 auxiliary heads"):
         build(small_setr_recipe(auxiliary=[{"out_channels": 8}] * 4))
+    head = {"feats_channels": 16, "num_convs": 2, "scale_factor": 2}
+    with pytest.raises(RecipeError, match=r"head\.in_channels_list: \[16, 16, 16\] does not match"):
+        build(small_setr_recipe(head={**head, "in_channels_list": [16] * 3}))
+    with pytest.raises(RecipeError, match=r"head\.norm_cfg: SETR's head\.norm_cfg is the per-level token norm"):
+        build(small_setr_recipe(head={**head, "norm_cfg": BN}))
+    with pytest.raises(RecipeError, match=r"head\.norm_cfg: .* conflicts with neck\.token_norm_cfg"):
+        build(small_setr_recipe(head={**head, "norm_cfg": LN}, neck={"token_norm_cfg": {"type": "LayerNorm"}}))
+
+
+def test_setr_takes_ssseg_head_keys_for_its_neck():
+    """SSSeg's head.norm_cfg configures the token norm; the decoder convs keep the top-level norm_cfg."""
+    head = {"feats_channels": 16, "num_convs": 2, "scale_factor": 2, "in_channels_list": [16] * 4,
+            "norm_cfg": {"type": "LayerNorm", "eps": 1e-5}}
+    segmentor = build(small_setr_recipe(head=head, neck=None))
+    assert all(n.eps == 1e-5 for n in segmentor.neck.norm_layers)
+    assert isinstance(segmentor.head.decoder[0].norm, torch.nn.BatchNorm2d)
+    mla = build(small_setr_recipe("SETRMLA", head={"mla_up_channels": 8, "mla_feats_channels": 12,
+                                                   "norm_cfg": LN}, neck=None,
+                                  auxiliary=[{"in_channels": 12, "out_channels": 8}] * 3))
+    assert mla.neck.out_channels == 12 and mla.head.up_convs[0][0].in_channels == 12
 
 
 # ----------------------------------------------------------------------------------------------- FastFCN
@@ -329,7 +356,7 @@ def fastfcn_recipe(inner: str):
     if inner == "ENCNet":
         losses["loss_se"] = {"type": "CrossEntropyLoss", "scale_factor": 0.2, "use_sigmoid": True}
     return make_recipe(type="FastFCN", num_classes=19, norm_cfg=SYNC_BN, backbone=dict(R50_OS32),
-                       neck={"mid_channels": 512, "dilations": [1, 2, 4, 8]},
+                       neck={"in_channels_list": [512, 1024, 2048], "mid_channels": 512, "dilations": [1, 2, 4, 8]},
                        head={"segmentor": inner, **FASTFCN_HEADS[inner]},
                        auxiliary={"in_channels": 1024, "out_channels": 512, "dropout": 0.1}, losses=losses)
 
@@ -386,6 +413,20 @@ def test_fastfcn_takes_ssseg_prefixes_of_its_inner_segmentor():
     assert prefixes["segmentor.backbone_net"] == "backbone" and prefixes["jpu_neck"] == "neck"
     assert prefixes["segmentor.ppm_net"] == "head.ppm_net" and prefixes["segmentor.auxiliary_decoder"] == "aux_heads"
     assert type(build(small_fastfcn_recipe("PSPNet"))) is type(segmentor)  # one class per inner type
+
+
+def test_ssseg_in_channels_list_is_checked():
+    with pytest.raises(RecipeError, match=r"head\.in_channels_list: \[8, 16, 16, 64\] does not match"):
+        build(make_recipe(type="Segformer", backbone={**MIT, "embed_dims": 8, "num_layers": [1, 1, 1, 1],
+                                                      "num_heads": [1, 2, 2, 4]},
+                          head={"feats_channels": 16, "in_channels_list": [8, 16, 16, 64]}, auxiliary=[],
+                          losses={"loss_cls": CE}))
+    with pytest.raises(RecipeError, match=r"head\.in_channels_list"):
+        build(small_fpn_recipe(in_channels_list=[8, 16, 32, 32]))
+    with pytest.raises(RecipeError, match=r"head\.in_channels_list"):
+        build(small_lraspp_recipe(in_channels_list=[16, 16, 16]))
+    with pytest.raises(RecipeError, match=r"neck\.in_channels_list: \[16, 32, 32\] does not match"):
+        build(small_fastfcn_recipe(neck={"mid_channels": 8, "in_channels_list": [16, 32, 32]}))
 
 
 def test_fastfcn_recipe_errors():

@@ -39,7 +39,8 @@ class LRASPPHead(Head):
     The image pooling is SSSegmentation's fixed ``AvgPool2d(kernel_size=49, stride=(16, 20))`` (made for 512x1024
     Cityscapes crops at output stride 8) by default: the last feature map must then be at least 49x49, i.e. inputs
     of at least 392x392 at output stride 8, else :class:`InputTooSmallError`. ``pool_kernel`` and ``pool_stride``
-    change it (e.g. for small inputs); the defaults are SSSegmentation's.
+    change it (e.g. for small inputs); the defaults are SSSegmentation's. ``in_channels_list`` (SSSegmentation's
+    name) is derived as ``in_channels``; given, it is checked.
     """
 
     def __init__(
@@ -54,12 +55,16 @@ class LRASPPHead(Head):
         norm_cfg: dict | None = DEFAULT_NORM_CFG,
         act_cfg: dict | None = DEFAULT_ACT_CFG,
         align_corners: bool = False,
+        in_channels_list: list[int] | None = None,
         in_strides: list[int] | None = None,
         in_index: InIndex = (0, 1, 2),
     ) -> None:
         super().__init__(in_index)
         if isinstance(in_channels, int):
             in_channels = [in_channels]
+        if in_channels_list is not None and list(in_channels_list) != list(in_channels):
+            raise ArgumentError("in_channels_list", f"{list(in_channels_list)} does not match the features it reads "
+                                f"({list(in_channels)} channels)")
         branch_channels_list = list(branch_channels_list)
         if len(in_channels) != len(branch_channels_list) + 1:
             raise ArgumentError("in_index", f"LRASPPHead reads one feature per branch plus the last one: "

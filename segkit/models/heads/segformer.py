@@ -8,7 +8,7 @@ from torch import nn
 
 from ...registry import HEADS
 from ..features import InIndex
-from ..layers import DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ConvNormAct
+from ..layers import DEFAULT_ACT_CFG, DEFAULT_NORM_CFG, ArgumentError, ConvNormAct
 from .base import Head
 
 
@@ -18,7 +18,8 @@ class SegformerHead(Head):
     size, concatenated, fused by a 1x1 conv-norm-act, then Dropout2d and a 1x1 classifier (``decoder``).
 
     Reads the features at ``in_index`` (by default the four MiT stages); logits come at the resolution of the
-    first of them (stride 4 on MiT). The module names ``convs`` and ``decoder`` are SSSegmentation's, which its
+    first of them (stride 4 on MiT). ``in_channels_list`` (SSSegmentation's name) is derived as ``in_channels``;
+    given, it is checked. The module names ``convs`` and ``decoder`` are SSSegmentation's, which its
     Segformer recipes' ``params_rules`` name.
     """
 
@@ -31,11 +32,15 @@ class SegformerHead(Head):
         norm_cfg: dict | None = DEFAULT_NORM_CFG,
         act_cfg: dict | None = DEFAULT_ACT_CFG,
         align_corners: bool = False,
+        in_channels_list: list[int] | None = None,
         in_index: InIndex = (0, 1, 2, 3),
     ) -> None:
         super().__init__(in_index)
         if isinstance(in_channels, int):
             in_channels = [in_channels]
+        if in_channels_list is not None and list(in_channels_list) != list(in_channels):
+            raise ArgumentError("in_channels_list", f"{list(in_channels_list)} does not match the features it reads "
+                                f"({list(in_channels)} channels)")
         self.align_corners = align_corners
         self.convs = nn.ModuleList([
             ConvNormAct(channels, feats_channels, 1, norm_cfg=norm_cfg, act_cfg=act_cfg) for channels in in_channels

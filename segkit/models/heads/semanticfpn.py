@@ -25,7 +25,8 @@ class SemanticFPNHead(Head):
 
     ``feature_stride_list`` (SSSegmentation's key) gives the stride of each level; by default the strides of the
     features read (``in_strides``, derived by the model builder). Logits come at the first level's resolution
-    (stride 4 on a ResNet with ``selected_indices = [0, 1, 2, 3]``).
+    (stride 4 on a ResNet with ``selected_indices = [0, 1, 2, 3]``). ``in_channels_list`` (SSSegmentation's name)
+    is derived as ``in_channels``; given, it is checked.
     """
 
     def __init__(
@@ -40,12 +41,16 @@ class SemanticFPNHead(Head):
         norm_cfg: dict | None = DEFAULT_NORM_CFG,
         act_cfg: dict | None = DEFAULT_ACT_CFG,
         align_corners: bool = False,
+        in_channels_list: list[int] | None = None,
         in_strides: list[int] | None = None,
         in_index: InIndex = (0, 1, 2, 3),
     ) -> None:
         super().__init__(in_index)
         if isinstance(in_channels, int):
             in_channels = [in_channels]
+        if in_channels_list is not None and list(in_channels_list) != list(in_channels):
+            raise ArgumentError("in_channels_list", f"{list(in_channels_list)} does not match the features it reads "
+                                f"({list(in_channels)} channels)")
         strides = feature_stride_list if feature_stride_list is not None else in_strides
         if strides is None:
             raise ArgumentError("feature_stride_list", "give the stride of every level read (SSSegmentation's "

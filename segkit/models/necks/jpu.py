@@ -22,7 +22,8 @@ class JPU(nn.Module):
     ``selected_indices = [1, 2, 3]``: layer2 (512 @ 8), layer3 (1024 @ 16), JPU (2048 @ 8), so the head reads a
     stride-8 map and an auxiliary head the raw layer3 (``[-2]``), as SSSegmentation's FastFCN.
 
-    ``in_channels`` and ``in_strides`` are derived from the features (SSSegmentation's ``head.jpu.in_channels_list``).
+    ``in_channels`` and ``in_strides`` are derived from the features; SSSegmentation's ``head.jpu.in_channels_list``
+    may be given as ``in_channels_list`` and is then checked.
     """
 
     def __init__(
@@ -35,9 +36,13 @@ class JPU(nn.Module):
         align_corners: bool = False,
         norm_cfg: dict | None = DEFAULT_NORM_CFG,
         act_cfg: dict | None = DEFAULT_ACT_CFG,
+        in_channels_list: list[int] | None = None,
         in_strides: list[int] | None = None,
     ) -> None:
         super().__init__()
+        if in_channels_list is not None and list(in_channels_list) != list(in_channels):
+            raise ArgumentError("in_channels_list", f"{list(in_channels_list)} does not match the features it receives "
+                                f"({list(in_channels)} channels)")
         num_ins = len(in_channels)
         end = num_ins if end_level == -1 else end_level
         if not 0 < end <= num_ins:
