@@ -91,6 +91,52 @@ def test_icnet_encoder_branches_neck_outputs_and_aux_inputs():
     assert outputs["aux1"].shape[2:] == (5, 7) and outputs["out"].shape[2:] == (8, 12)
 
 
+def test_icnet_converts_an_ssseg_state_dict():
+    """SSSeg's layout (flat conv/norm/act Sequentials in the encoder, neck and decoder), made from a model's own
+    tensors: every tensor lands where it came from."""
+    import re
+
+    from segkit.models.ssseg_checkpoint import convert_ssseg_state_dict
+
+    recipe, _ = small_recipe("ICNet")
+    segmentor = build(recipe)
+    rules = [  # segkit name -> SSSeg name
+        (r"^backbone\.conv_sub1\.(\d)\.conv\.", lambda m: f"backbone_net.conv_sub1.{3 * int(m[1])}."),
+        (r"^backbone\.conv_sub1\.(\d)\.norm\.", lambda m: f"backbone_net.conv_sub1.{3 * int(m[1]) + 1}."),
+        (r"^backbone\.(conv_sub[24])\.conv\.", lambda m: f"backbone_net.{m[1]}.0."),
+        (r"^backbone\.(conv_sub[24])\.norm\.", lambda m: f"backbone_net.{m[1]}.1."),
+        (r"^backbone\.ppm_net\.branches\.(\d)\.1\.conv\.", lambda m: f"backbone_net.ppm_net.branches.{m[1]}.1."),
+        (r"^backbone\.ppm_net\.branches\.(\d)\.1\.norm\.", lambda m: f"backbone_net.ppm_net.branches.{m[1]}.2."),
+        (r"^backbone\.ppm_net\.bottleneck\.conv\.", lambda m: "backbone_net.ppm_net.bottleneck.0."),
+        (r"^backbone\.ppm_net\.bottleneck\.norm\.", lambda m: "backbone_net.ppm_net.bottleneck.1."),
+        (r"^backbone\.", lambda m: "backbone_net."),
+        (r"^neck\.(cff_\d+)\.(conv_\w+)\.conv\.", lambda m: f"neck.{m[1]}.{m[2]}.0."),
+        (r"^neck\.(cff_\d+)\.(conv_\w+)\.norm\.", lambda m: f"neck.{m[1]}.{m[2]}.1."),
+        (r"^head\.convs\.0\.conv\.", lambda m: "decoder.0."),
+        (r"^head\.convs\.0\.norm\.", lambda m: "decoder.1."),
+        (r"^head\.classifier\.", lambda m: "decoder.4."),
+        (r"^aux_heads\.(\d)\.convs\.0\.conv\.", lambda m: f"auxiliary_decoder.{m[1]}.0."),
+        (r"^aux_heads\.(\d)\.convs\.0\.norm\.", lambda m: f"auxiliary_decoder.{m[1]}.1."),
+        (r"^aux_heads\.(\d)\.classifier\.", lambda m: f"auxiliary_decoder.{m[1]}.4."),
+    ]
+
+    def ssseg_name(key: str) -> str:
+        for pattern, replace in rules:
+            renamed, count = re.subn(pattern, replace, key)
+            if count:
+                return renamed
+        raise AssertionError(key)
+
+    original = {k: torch.randn(v.shape) if v.is_floating_point() else v for k, v in segmentor.state_dict().items()}
+    ssseg = {ssseg_name(k): v for k, v in original.items()}
+    assert any(k.startswith("backbone_net.conv_sub1.7.") for k in ssseg)
+    # SSSeg's ResNet registers each block's downsample first: its tensors are in another order (names agree)
+    resnet = [k for k in ssseg if k.startswith("backbone_net.backbone_net.")]
+    ssseg = {**{k: ssseg[k] for k in reversed(resnet)}, **{k: v for k, v in ssseg.items() if k not in resnet}}
+    converted = convert_ssseg_state_dict(ssseg, segmentor)
+    assert all(torch.equal(converted[k], v) for k, v in original.items())
+
+
 def test_icnet_rejects_channels_that_do_not_match_the_encoder():
     from segkit.errors import RecipeError
 

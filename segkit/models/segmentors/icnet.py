@@ -86,6 +86,20 @@ class ICNetEncoder(nn.Module):
             {"num_chs": out_channels_list[2], "reduction": 4 * outstride, "module": "conv_sub4"},
         ]
 
+    def convert_ssseg_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """SSSegmentation's ``ICNetEncoder`` tensors (relative names) -> this module's names. The ResNet keeps its
+        names; the PPM and the branch convs are flat ``nn.Sequential`` (conv, norm, act) in SSSeg and
+        ``ConvNormAct`` blocks here, in the same order, so they are paired in order."""
+        own = self.state_dict()
+        converted = {k: v for k, v in state_dict.items() if k.startswith("backbone_net.")}
+        for prefix in ("ppm_net.", "conv_sub1.", "conv_sub2.", "conv_sub4."):
+            source = [k for k in state_dict if k.startswith(prefix)]
+            target = [k for k in own if k.startswith(prefix)]
+            if [tuple(state_dict[k].shape) for k in source] != [tuple(own[k].shape) for k in target]:
+                return dict(state_dict)  # not SSSeg's layout: leave it to the name check, which reports it
+            converted.update({t: state_dict[s] for s, t in zip(source, target, strict=True)})
+        return converted
+
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         backbone = self.backbone_net
         if hasattr(backbone, "stem") and getattr(backbone, "use_conv3x3_stem", True):
