@@ -33,10 +33,22 @@ def combined(tmp_path: Path, base: Path) -> tuple[dict, list]:
     return resolve_raw(recipe)
 
 
+def leaf_datasets(dataset: dict) -> list[tuple[str, dict]]:
+    """``(mode, table)`` of every concrete dataset: the base itself, or each part of a MultipleDataset."""
+    if dataset["type"] != "MultipleDataset":
+        return [(mode, {**dataset, **dataset[mode]}) for mode in ("train", "test")]
+    return [(mode, {**part, **part.get(mode, {})}) for mode in ("train", "test")
+            for part in dataset[mode].values() if isinstance(part, dict) and "type" in part]
+
+
+def pipeline_steps(dataset: dict) -> list[dict]:
+    return [step for _, table in leaf_datasets(dataset) for step in table.get("data_pipelines", [])]
+
+
 def fully_checkable(raw: dict) -> bool:
     """The dataset class and every transform the base names are registered (others are still being written)."""
-    steps = [s for part in ("train", "test") for s in raw["dataset"][part]["data_pipelines"]]
-    return raw["dataset"]["type"] in DATASETS.names() and all(s["type"] in TRANSFORMS.names() for s in steps)
+    return raw["dataset"]["type"] in DATASETS.names() and all(
+        s["type"] in TRANSFORMS.names() for s in pipeline_steps(raw["dataset"]))
 
 
 def test_every_sssegmentation_dataset_config_has_a_base():
@@ -50,8 +62,8 @@ def test_base_validates_with_a_segmentor(tmp_path, base):
         recipe = Recipe.model_validate(raw)
     except pydantic.ValidationError as exc:  # pragma: no cover - the message is the point
         pytest.fail(f"{base.name}: {exc}")
-    for part in ("train", "test"):
-        assert recipe.dataset.model_dump()[part]["set"], f"{base.name}: dataset.{part}.set"
+    for mode, table in leaf_datasets(recipe.dataset.model_dump()):
+        assert table["set"], f"{base.name}: dataset.{mode}.set"
     if fully_checkable(raw):
         check_components(recipe)  # arguments of the dataset class and of every pipeline step
     elif base.stem in {"voc_aug_512x512", "synthetic"}:
@@ -62,16 +74,22 @@ def test_base_validates_with_a_segmentor(tmp_path, base):
 def test_base_names_its_preparer_and_its_default_folder(tmp_path, base):
     """``# Data: segkit prepare-data NAME`` names a preparer whose folder is the base's ``rootdir``."""
     text = base.read_text()
-    name = re.search(r"segkit prepare-data (\w+) --root data", text)
-    assert name and name[1] in PREPARERS.names(), base.name
+    names = re.findall(r"segkit prepare-data (\w+) --root data", text)
+    assert names and all(n in PREPARERS.names() for n in names), base.name
     raw, _ = combined(tmp_path, base)
-    assert raw["dataset"]["rootdir"] == f"data/{PREPARERS.get(name[1]).dirname}"
+    folders = {f"data/{PREPARERS.get(n).dirname}" for n in names}
+    if raw["dataset"]["type"] == "MultipleDataset":  # parts' rootdirs are relative to the top one
+        parts = {f"{raw['dataset']['rootdir']}/{t['rootdir']}" for _, t in leaf_datasets(raw["dataset"])}
+        assert parts <= folders, (parts, folders)
+    else:
+        assert raw["dataset"]["rootdir"] in folders
 
 
 def test_test_pipelines_do_not_rescale_randomly(tmp_path):
     """SSSegmentation's test Resize has scale_range=None; TOML has no null, so the bases give [1.0, 1.0]."""
     for base in BASES:
         raw, _ = combined(tmp_path, base)
-        for step in raw["dataset"]["test"]["data_pipelines"]:
+        tests = [t for mode, t in leaf_datasets(raw["dataset"]) if mode == "test"]
+        for step in [step for table in tests for step in table.get("data_pipelines", [])]:
             if step["type"] == "Resize":
                 assert step.get("scale_range") == [1.0, 1.0], base.name
