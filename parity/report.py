@@ -55,9 +55,17 @@ def markdown(results: dict, size: tuple[int, int]) -> str:
         lines.append(f"| `{name}` | `{row.get('config', '')}` ({row.get('used_by', '?')}) | "
                      f"{_num(row.get('params_ssseg'))} | {_num(row.get('params_segkit'))} | "
                      f"{_diff(row.get('max_rel_diff'))} | {_cell(row.get('status', ''))} |")
-    notes = [(k, v) for k, v in [*recipes.items(), *backbones.items()] if v.get("note")]
+    notes: dict[str, list[str]] = {}
+    for name, row in [*recipes.items(), *backbones.items()]:
+        if row.get("note"):
+            notes.setdefault(_short(row["note"]), []).append(name)
     if notes:
         lines += ["", "## Notes", ""]
-        for name, row in notes:
-            lines.append(f"* `{name}`: {_cell(row['note'])}")
+        for note, names in notes.items():
+            lines.append(f"* {', '.join(f'`{n}`' for n in names)}: {_cell(note)}")
     return "\n".join(lines) + "\n"
+
+
+def _short(note: str, limit: int = 600) -> str:
+    note = " ".join(note.split())
+    return note if len(note) <= limit else note[: limit - 1] + "… (full text in docs/parity.json)"

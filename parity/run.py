@@ -42,8 +42,9 @@ from parity import compare, ssseg_side  # noqa: E402
 from parity.rows import BackboneRow, backbone_rows, recipe_rows  # noqa: E402
 
 SIZE = (64, 64)
-SIZE_OVERRIDES: dict[str, tuple[int, int]] = {}
-"""Rows (fnmatch patterns) that need a larger input than :data:`SIZE`."""
+SIZE_OVERRIDES: dict[str, tuple[int, int]] = {"BEiT:*": (640, 640), "recipes/beit/*": (640, 640)}
+"""Rows (fnmatch patterns) that need another input than :data:`SIZE`: SSSeg's BEiT attention has relative position
+tables for exactly its ``img_size`` (640) and does not resize them."""
 
 _V2_ARCH = ("SSSeg 1.7.0's MobileViTV2 takes its architecture from `arch` (default mobilevitv2_050) and never from "
             "structure_type, so this table builds the 0.5-width network (and with pretrained=True its strict load of "
@@ -201,7 +202,8 @@ def _worker(job: dict, args: argparse.Namespace) -> dict:
     backbone_type = (job.get("table") or ssseg_side.load_config(job["config"]).get("backbone", {})).get("type")
     if backbone_type in ssseg_side.BUILD_PATCHES:
         row["status"] = f"{row['status']} (SSSeg 1.7.0 build bug patched, see note)"
-        row["note"] = ssseg_side.BUILD_PATCHES[backbone_type] + (f". {row['note']}" if row.get("note") else "")
+        row["note"] = ssseg_side.BUILD_PATCHES[backbone_type] + (f". {_sentence(row['note'])}" if row.get("note")
+                                                                  else "")
     known = _known(name)
     if known is not None:
         variant = work(known["ssseg"])
@@ -210,8 +212,12 @@ def _worker(job: dict, args: argparse.Namespace) -> dict:
         row["with_ssseg_fix"] = {"ssseg": known["ssseg"], **{k: variant.get(k) for k in (
             "params_ssseg", "params_segkit", "max_rel_diff", "status")}}
         row["status"] = f"{row['status']} (SSSeg 1.7.0 bug, see note; {variant.get('status')} with SSSeg {given})"
-        row["note"] = known["why"] + (f". {row['note']}" if row.get("note") else "")
+        row["note"] = known["why"] + (f". {_sentence(row['note'])}" if row.get("note") else "")
     return row
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _flat(table: dict, prefix: str = ""):
@@ -239,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=REPO / "docs" / "parity.json")
     parser.add_argument("--md", type=Path, default=REPO / "docs" / "parity.md")
     parser.add_argument("--list", action="store_true", help="list the rows and exit")
+    parser.add_argument("--report", action="store_true", help="only rewrite --md from --json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one row, its job on stdin
     args = parser.parse_args(argv)
     try:
@@ -248,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parity: {exc}", file=sys.stderr)
         return 2
 
+    if args.report:
+        _save(_load(args.json), args)
+        return 0
     if args.worker:
         try:
             row = _worker(json.load(sys.stdin), args)
