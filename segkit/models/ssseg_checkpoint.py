@@ -132,16 +132,16 @@ def _match_part(source: Mapping[str, torch.Tensor], src_prefix: str, src_keys: l
     converter = _converter_for(module)
     if converter is not None:
         converted = converter(dict(src_rel))
-        return {f"{dst_prefix}.{k}": v for k, v in _by_name(converted, dst_rel, label, src_prefix, dst_prefix).items()}
+        return {_join(dst_prefix, k): v for k, v in _by_name(converted, dst_rel, label, src_prefix, dst_prefix).items()}
     if set(src_rel) == set(dst_rel):
-        return {f"{dst_prefix}.{k}": v for k, v in _by_name(src_rel, dst_rel, label, src_prefix, dst_prefix).items()}
+        return {_join(dst_prefix, k): v for k, v in _by_name(src_rel, dst_rel, label, src_prefix, dst_prefix).items()}
     try:
         return _in_order(src_keys, source, dst_keys, target, label)
     except _PartMismatch:
         if 2 * len(set(src_rel) & set(dst_rel)) < len(dst_rel):
             raise
     # mostly the same names: the keys that differ say more than the order does
-    return {f"{dst_prefix}.{k}": v for k, v in _by_name(src_rel, dst_rel, label, src_prefix, dst_prefix).items()}
+    return {_join(dst_prefix, k): v for k, v in _by_name(src_rel, dst_rel, label, src_prefix, dst_prefix).items()}
 
 
 def _by_name(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], label: str,
@@ -297,9 +297,14 @@ def _group(state: Mapping[str, Any], prefixes) -> dict[str | None, list[str]]:
     ordered = sorted(prefixes, key=len, reverse=True)
     groups: dict[str | None, list[str]] = {}
     for key in state:
-        owner = next((p for p in ordered if key.startswith(p + ".")), None)
+        owner = next((p for p in ordered if key == p or key.startswith(p + ".")), None)  # a bare tensor: IDRNet's
         groups.setdefault(owner, []).append(key)
     return groups
+
+
+def _join(prefix: str, relative: str) -> str:
+    """``prefix.relative``, or ``prefix`` for the tensor the prefix itself names (IDRNet's ``class_relations_mean``)."""
+    return f"{prefix}.{relative}" if relative else prefix
 
 
 def _submodule(model: nn.Module, name: str) -> nn.Module | None:

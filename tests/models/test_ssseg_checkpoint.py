@@ -253,3 +253,24 @@ def test_swin_patch_merging_order_is_undone():
     reduction, norm = torch.randn(6, 12), torch.randn(12)
     assert torch.equal(_unfold_order(_ssseg_unfold_reduction_order(reduction)), reduction)
     assert torch.equal(_unfold_order(_ssseg_unfold_norm_order(norm)), norm)
+
+
+def test_tensors_named_by_a_prefix_itself_convert():
+    """IDRNet keeps four bare tensors on the segmentor (``class_relations_mean``...): a prefix names the tensor."""
+    import torch
+
+    from segkit.models import build_segmentor
+    from segkit.models.ssseg_checkpoint import convert_ssseg_state_dict
+
+    from .test_registry_models import small_recipe
+
+    model = build_segmentor(small_recipe("IDRNet")[0], pretrained=False)
+    inverse = sorted(((v, k) for k, v in type(model).ssseg_prefixes.items()), key=lambda kv: -len(kv[0]))
+    state = {}
+    for key, value in model.state_dict().items():
+        dst, src = next((d, s) for d, s in inverse if key == d or key.startswith(d + "."))
+        state[src + key[len(dst):]] = value + 1 if value.is_floating_point() else value
+    assert "class_relations_mean" in state
+    converted = convert_ssseg_state_dict(state, model)
+    model.load_state_dict(converted, strict=True)
+    assert torch.equal(model.head.class_relations_mean, state["class_relations_mean"])
