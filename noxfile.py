@@ -1,5 +1,6 @@
 """Sessions: quickstart (the main job), tests (default, fast), slow, bench, lint. Environments are made with uv."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -69,3 +70,10 @@ def parity(session: nox.Session) -> None:
     session.install("-e", ".")
     session.install("sssegmentation==1.7.0", "pandas", "dill")
     session.run("python", "parity/run.py", *session.posargs)
+    src = next((a.split("=", 1)[1] for a in session.posargs if a.startswith("--ssseg-src=")), None)
+    if src is None and "--ssseg-src" in session.posargs:
+        src = session.posargs[session.posargs.index("--ssseg-src") + 1]
+    src = src or os.environ.get("SSSEG_SRC")
+    if src:  # losses and samplers against SSSegmentation's own functions (tests marked ssseg)
+        session.install("pytest")
+        session.run("pytest", "-q", "-m", "ssseg", "-p", "no:cacheprovider", env={"SSSEG_SRC": str(Path(src).resolve())})
