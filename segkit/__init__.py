@@ -29,6 +29,6 @@ from .registry import (  # noqa: F401
 __version__ = "0.1.0"
 
 from . import data, models  # noqa: E402,F401  (registers the built-in components)
+from .api import build_model  # noqa: E402,F401
 from .engine import optim as _optim  # noqa: E402,F401
 from .recipe import load_recipe  # noqa: E402,F401
-from .api import build_model  # noqa: E402,F401
