@@ -148,3 +148,28 @@ def to_class_rows(prediction: torch.Tensor, target: torch.Tensor, ignore_index: 
     if channels is not None:
         x, t = x[:, channels], t[:, channels]
     return Rows(x, t, None, channels, prediction.shape)
+
+
+class SameShapeLoss(torch.nn.Module):
+    """Base of the losses between two tensors of the same shape (L1, MSE, cosine): SSSegmentation's arguments
+    ``(scale_factor, reduction, lowest_loss_value)``; a subclass gives only :meth:`elementwise`."""
+
+    def __init__(
+        self,
+        scale_factor: float = 1.0,
+        reduction: Literal["mean", "sum", "none"] = "mean",
+        lowest_loss_value: float | None = None,
+    ) -> None:
+        super().__init__()
+        check_reduction(type(self).__name__, reduction)
+        self.scale_factor = scale_factor
+        self.reduction = reduction
+        self.lowest_loss_value = lowest_loss_value
+
+    def elementwise(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        check_pair(type(self).__name__, prediction, target, index_target=False)
+        loss = reduce_loss(self.elementwise(prediction, target.to(prediction.dtype)), self.reduction)
+        return finish(loss, self.scale_factor, self.lowest_loss_value)

@@ -7,34 +7,16 @@ with ``lowest_loss_value`` (``|L - b| + b``).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ...registry import LOSSES
-from ._common import check_pair, check_reduction, finish, reduce_loss
+from ._common import SameShapeLoss
 
 
 @LOSSES.register("CosineSimilarityLoss")
-class CosineSimilarityLoss(nn.Module):
+class CosineSimilarityLoss(SameShapeLoss):
     """One minus the cosine similarity of two feature maps along the channels; see the module docstring."""
 
-    def __init__(
-        self,
-        scale_factor: float = 1.0,
-        reduction: Literal["mean", "sum", "none"] = "mean",
-        lowest_loss_value: float | None = None,
-    ) -> None:
-        super().__init__()
-        check_reduction("CosineSimilarityLoss", reduction)
-        self.scale_factor = scale_factor
-        self.reduction = reduction
-        self.lowest_loss_value = lowest_loss_value
-
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        check_pair("CosineSimilarityLoss", prediction, target, index_target=False)
-        loss = 1 - F.cosine_similarity(prediction, target.to(prediction.dtype), dim=1)
-        loss = reduce_loss(loss, self.reduction)
-        return finish(loss, self.scale_factor, self.lowest_loss_value)
+    def elementwise(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return 1 - F.cosine_similarity(prediction, target, dim=1)

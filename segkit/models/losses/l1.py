@@ -7,34 +7,16 @@ reduced by ``reduction`` (``"none"`` keeps the shape), multiplied by ``scale_fac
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ...registry import LOSSES
-from ._common import check_pair, check_reduction, finish, reduce_loss
+from ._common import SameShapeLoss
 
 
 @LOSSES.register("L1Loss")
-class L1Loss(nn.Module):
+class L1Loss(SameShapeLoss):
     """Element-wise absolute error |prediction - target|; see the module docstring."""
 
-    def __init__(
-        self,
-        scale_factor: float = 1.0,
-        reduction: Literal["mean", "sum", "none"] = "mean",
-        lowest_loss_value: float | None = None,
-    ) -> None:
-        super().__init__()
-        check_reduction("L1Loss", reduction)
-        self.scale_factor = scale_factor
-        self.reduction = reduction
-        self.lowest_loss_value = lowest_loss_value
-
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        check_pair("L1Loss", prediction, target, index_target=False)
-        loss = F.l1_loss(prediction, target.to(prediction.dtype), reduction="none")
-        loss = reduce_loss(loss, self.reduction)
-        return finish(loss, self.scale_factor, self.lowest_loss_value)
+    def elementwise(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(prediction, target, reduction="none")
