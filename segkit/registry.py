@@ -115,16 +115,7 @@ class Registry:
     # ----------------------------------------------------------------- validation and construction
     def parameters(self, name: str) -> dict[str, inspect.Parameter]:
         """The keyword parameters ``name`` takes (``self`` and ``*args`` excluded)."""
-        sig = _signature(self.get(name))
-        return {
-            p.name: p
-            for p in sig.parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        }
-
-    def accepts_any_keyword(self, name: str) -> bool:
-        sig = _signature(self.get(name))
-        return any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        return keyword_parameters(self.get(name))
 
     def validate(self, cfg: dict, path: str = "", provided: tuple[str, ...] = ()) -> dict:
         """Check a table against the component's signature; return the kwargs coerced by the type hints.
@@ -161,6 +152,12 @@ class TableOf:
         self.extra = extra  # keys the owner consumes itself (e.g. ``type``), accepted without a check
 
 
+def keyword_parameters(obj: Callable) -> dict[str, inspect.Parameter]:
+    """The keyword parameters ``obj`` (a class: its ``__init__``) takes; ``self``, ``*args``, ``**kwargs`` excluded."""
+    return {p.name: p for p in _signature(obj).parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
 def _table_of(annotation: Any) -> TableOf | None:
     """The ``TableOf`` marker of ``annotation`` (also inside ``X | None``), or None."""
     if typing.get_origin(annotation) is typing.Annotated:
@@ -193,10 +190,8 @@ def validate_arguments(obj: Callable, kwargs: dict, path: str = "", provided: tu
     """
     what = what or getattr(obj, "__name__", "this component")
     prefix = f"{path}." if path else ""
-    sig = _signature(obj)
-    params = {p.name: p for p in sig.parameters.values()
-              if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    any_keyword = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    params = keyword_parameters(obj)
+    any_keyword = any(p.kind is p.VAR_KEYWORD for p in _signature(obj).parameters.values())
     hints = _hints(obj)
     kwargs = dict(kwargs)
     if not any_keyword:

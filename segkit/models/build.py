@@ -147,7 +147,8 @@ class ModelBuilder:
         if cfg["type"] is None:
             raise RecipeError(f"{path}.type", f"name the {registry.kind} to build")
         name = cfg["type"]
-        params = registry.get(name, path=f"{path}.type") and registry.parameters(name)
+        registry.get(name, path=f"{path}.type")  # an unknown type: the known ones and a did-you-mean
+        params = registry.parameters(name)
         supplied: dict[str, Any] = dict(provided or {})
         for key, value in (("num_classes", self.num_classes), ("align_corners", self.align_corners)):
             if key in params and key not in cfg:
