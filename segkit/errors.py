@@ -33,6 +33,14 @@ class DownloadError(SegkitError):
     """A download failed (offline, bad checksum, refused archive)."""
 
 
+class DiskFullError(SegkitError):
+    """A file could not be written because its disk (or quota) is full; what was there before is intact."""
+
+
+class TrainingStopped(SegkitError):
+    """Training cannot go on (a non-finite loss); the message says where and what the last good checkpoint is."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
