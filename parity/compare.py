@@ -15,6 +15,12 @@ TOLERANCE = 1e-5
 """Largest accepted relative difference max|a - b| / max|a| (float64)."""
 
 
+STD_ENTRIES: dict[str, Any] = {"memory_module.memory": (slice(None), 1)}
+"""Parameter name suffix -> the entries of it that SSSeg's model uses as a standard deviation (and which must
+therefore stay positive): MCIBI++'s ``FeaturesMemoryV2.memory`` is ``[num_classes, 2]``, each class's mean and
+std, from which its forward draws ``torch.normal(mean, std)`` (a negative std is an error)."""
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -26,6 +32,7 @@ def randomise(model: nn.Module, seed: int = 0) -> None:
     Constant parameters (norm weights and biases, zero-initialised embeddings and layer scales, PReLU slopes) get
     noise added, the others are re-drawn around their own scale; running variances become U[0.5, 1.5) and running
     means N(0, 0.1), so that the statistics are tested too. Other buffers (position indices, masks) are left alone.
+    Entries that SSSeg's model uses as standard deviations (:data:`STD_ENTRIES`) become U[0.5, 1.5) as well.
     """
     generator = torch.Generator().manual_seed(seed)
     tensors = dict(model.named_parameters())
@@ -45,6 +52,10 @@ def randomise(model: nn.Module, seed: int = 0) -> None:
             data.add_(0.1 * noise)
         else:
             data.copy_(noise * float(data.std()))
+        for suffix, index in STD_ENTRIES.items():
+            if name.endswith(suffix):
+                data[index] = 0.5 + torch.rand(data[index].shape, generator=generator,
+                                               dtype=torch.float64).to(data.dtype)
 
 
 class _Holder(nn.Module):

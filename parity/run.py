@@ -11,8 +11,11 @@ For every recipe that mirrors an SSSegmentation config (``recipes/<dir>/<name>.t
    (SSSeg's ``seg_logits`` vs segkit's ``out``, both at head resolution) or over every backbone output.
 
 Results are merged into ``docs/parity.json`` (keyed by recipe path, plus a ``backbones`` section) and written as a
-table to ``docs/parity.md``. Each row runs in its own subprocess (one at a time), so a crash or a large model leaves
-the others alone. Run through ``nox -s parity`` (which installs ``sssegmentation==1.7.0``); SSSeg's configs are read
+table to ``docs/parity.md`` after every row (so an interrupted run keeps what it did). Rows run one at a time in a
+worker subprocess that imports torch, segkit and SSSeg once and serves ``--rows-per-worker`` rows (default 40)
+before a fresh one starts; a row that crashes the worker or runs past ``--timeout`` kills it, and a row that errors
+is run again alone in a fresh process (``--rows-per-worker 1``: one process per row, as before), so a crash, a
+large model or state left by earlier rows cannot change another row's result. Run through ``nox -s parity`` (which installs ``sssegmentation==1.7.0``); SSSeg's configs are read
 from a checkout given by ``--ssseg-src`` or ``$SSSEG_SRC``.
 
     nox -s parity -- --ssseg-src ~/sssegmentation                       # everything
@@ -28,8 +31,12 @@ import fnmatch
 import json
 import math
 import os
+import queue
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -172,17 +179,105 @@ def _size_for(name: str, size: tuple[int, int]) -> tuple[int, int]:
     return size
 
 
-def _run_isolated(job: dict, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--ssseg-src", str(args.ssseg_src),
-           "--size", str(args.size[0]), str(args.size[1])]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.run(cmd, input=json.dumps(job), capture_output=True, text=True, env=env,
-                          timeout=args.timeout)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("PARITY-ROW "):
-            return json.loads(line[len("PARITY-ROW "):])
-    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"status": f"error (worker exit {proc.returncode})", "note": tail[:600]}
+class Worker:
+    """A ``run.py --worker`` subprocess that imports torch, segkit and SSSeg once and then runs rows one at a time:
+    a job is one JSON line on its stdin, its row one ``PARITY-ROW`` line on its stdout. A row that runs past
+    ``timeout`` kills the process, as does a crash; the next row starts a fresh one, and so does every
+    ``max_rows``-th row (``max_rows=1`` is one process per row)."""
+
+    def __init__(self, args: argparse.Namespace, max_rows: int) -> None:
+        self.args, self.max_rows = args, max_rows
+        self.proc: subprocess.Popen | None = None
+        self.rows = 0
+
+    def _start(self) -> None:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--ssseg-src", str(self.args.ssseg_src),
+               "--size", str(self.args.size[0]), str(self.args.size[1])]
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        self.stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                     text=True, bufsize=1, env=env, start_new_session=True)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True).start()
+        self.rows = 0
+        if self._next_line("PARITY-READY", self.args.timeout) is None:
+            raise RuntimeError("the parity worker did not start: " + self._stderr_tail())
+
+    @staticmethod
+    def _read(stream, lines: queue.Queue) -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    def _next_line(self, prefix: str, timeout: float) -> str | None:
+        """The next stdout line starting with ``prefix`` (other lines are SSSeg's prints); ``None`` when the
+        process ends first; raises ``TimeoutError``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except queue.Empty:
+                raise TimeoutError from None
+            if line is None:
+                return None
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+
+    def _stderr_tail(self) -> str:
+        self.stderr.seek(0)
+        lines = [line for line in self.stderr.read().strip().splitlines() if line.strip()]
+        return (lines or ["no output"])[-1][:600]
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.wait()
+            self.stderr.close()
+            self.proc = None
+
+    def run(self, job: dict) -> dict:
+        if self.proc is None or self.proc.poll() is not None or self.rows >= self.max_rows:
+            self.stop()
+            self._start()
+        self.rows += 1
+        self.stderr.seek(0)
+        self.stderr.truncate()
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.flush()
+            line = self._next_line("PARITY-ROW ", self.args.timeout)
+        except TimeoutError:
+            self.stop()
+            return {"status": f"error (over {self.args.timeout:.0f} s)"}
+        except BrokenPipeError:
+            line = None
+        if line is None:
+            self.proc.wait()
+            row = {"status": f"error (worker exit {self.proc.returncode})", "note": self._stderr_tail()}
+            self.stop()
+            return row
+        return json.loads(line)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    """The worker's loop: one job per stdin line, one ``PARITY-ROW`` line per job."""
+    import gc
+
+    print("PARITY-READY", flush=True)
+    for text in sys.stdin:
+        if not text.strip():
+            continue
+        try:
+            row = _worker(json.loads(text), args)
+        except Exception as exc:
+            traceback.print_exc()
+            row = {"status": "error", "note": _one_line(exc)}
+        print("PARITY-ROW " + json.dumps(row, default=str), flush=True)
+        gc.collect()
 
 
 def _worker(job: dict, args: argparse.Namespace) -> dict:
@@ -204,6 +299,11 @@ def _worker(job: dict, args: argparse.Namespace) -> dict:
         row["status"] = f"{row['status']} (SSSeg 1.7.0 build bug patched, see note)"
         row["note"] = ssseg_side.BUILD_PATCHES[backbone_type] + (f". {_sentence(row['note'])}" if row.get("note")
                                                                   else "")
+    segmentor = ssseg_side.load_config(job["config"])["type"] if job["kind"] == "recipe" else None
+    if segmentor in ssseg_side.SHIMMED:
+        row["status"] = f"{row['status']} (segkit's op on SSSeg's side, see note)"
+        shim = ssseg_side.SHIMMED[segmentor]
+        row["note"] = f"{row['note']}. {_sentence(shim)}" if row.get("note") else shim
     known = _known(name)
     if known is not None:
         variant = work(known["ssseg"])
@@ -241,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-backbones", action="store_true", help="skip the backbone rows")
     parser.add_argument("--size", type=int, nargs=2, default=list(SIZE), metavar=("H", "W"))
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per row")
+    parser.add_argument("--rows-per-worker", type=int, default=40, metavar="N",
+                        help="rows one worker process runs before a fresh one starts (1: one process per row); a "
+                        "row that errors is run again in a fresh process")
     parser.add_argument("--in-process", action="store_true", help="run the rows in this process (debugging)")
     parser.add_argument("--json", type=Path, default=REPO / "docs" / "parity.json")
     parser.add_argument("--md", type=Path, default=REPO / "docs" / "parity.md")
@@ -259,12 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         _save(_load(args.json), args)
         return 0
     if args.worker:
-        try:
-            row = _worker(json.load(sys.stdin), args)
-        except Exception as exc:
-            traceback.print_exc()
-            row = {"status": "error", "note": _one_line(exc)}
-        print("PARITY-ROW " + json.dumps(row, default=str), flush=True)
+        _serve(args)
         return 0
 
     configs = ssseg_side.config_names(args.ssseg_src)
@@ -291,6 +389,17 @@ def main(argv: list[str] | None = None) -> int:
              for b in backbones]
     from segkit import SEGMENTORS
 
+    worker, isolated = Worker(args, args.rows_per_worker), Worker(args, 1)
+    try:
+        _run_jobs(jobs, types, results, worker, isolated, args, SEGMENTORS)
+    finally:
+        worker.stop()
+        isolated.stop()
+    _save(results, args)
+    return 0
+
+
+def _run_jobs(jobs, types, results, worker, isolated, args, SEGMENTORS) -> None:  # noqa: N803
     for index, job in enumerate(jobs, 1):
         kind, name = job["kind"], job.get("recipe") or job["name"]
         start = time.monotonic()
@@ -305,10 +414,14 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 row = {"status": "error", "note": _one_line(exc)}
         else:
-            try:
-                row = _run_isolated(job, args)
-            except subprocess.TimeoutExpired:
-                row = {"status": f"error (over {args.timeout:.0f} s)"}
+            row = worker.run(job)
+            if row.get("status", "").startswith("error") and args.rows_per_worker > 1:
+                # a row that fails after others in the same process is run again alone, so that state left by
+                # earlier rows (or their memory) cannot be the cause; the fresh process's answer is the row's
+                print(f"  {name}: {row.get('status')} in the shared worker; again in a fresh process", flush=True)
+                worker.stop()
+                row = isolated.run(job)
+                isolated.stop()
         row["seconds"] = round(time.monotonic() - start, 1)
         if kind == "recipe":
             results[name] = row
@@ -319,8 +432,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{row.get('params_segkit')}  max rel diff {diff if diff is None else f'{diff:.2e}'}"
               + (f"  ({row['note'][:300]})" if row.get("note") else ""), flush=True)
         _save(results, args)
-    _save(results, args)
-    return 0
 
 
 def _load(path: Path) -> dict:
@@ -334,9 +445,16 @@ def _save(results: dict, args: argparse.Namespace) -> None:
 
     recipes = {k: results[k] for k in sorted(results) if k != "backbones"}
     ordered = {**recipes, "backbones": dict(sorted(results.get("backbones", {}).items()))}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(ordered, indent=1) + "\n", encoding="utf-8")
-    args.md.write_text(markdown(ordered, tuple(args.size)), encoding="utf-8")
+    _write(args.json, json.dumps(ordered, indent=1) + "\n")
+    _write(args.md, markdown(ordered, tuple(args.size)))
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``path`` atomically (a reader never sees half a table)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,38 @@ from typing import Any
 CLONE_HINT = ("git clone https://github.com/SegmentationBLWX/sssegmentation && cd sssegmentation && "
               "git checkout 6d0238f5")
 
-NEEDS_MMCV = {"CCNet", "PSANet", "Mask2Former"}
-"""Segmentors whose modules call mmcv's compiled ops (criss-cross attention, PSA mask, deformable attention)."""
+NEEDS_MMCV: set[str] = set()
+"""Segmentors SSSeg cannot run without mmcv even with :func:`install_op_shims` (none since the shims)."""
+
+OP_SHIMS = {
+    "CCNet": ("ssseg.modules.models.segmentors.ccnet.ccnet", "CrissCrossAttention",
+              "segkit.models.layers.criss_cross", "CrissCrossAttention"),
+    "PSANet": ("ssseg.modules.models.segmentors.psanet.psanet", "PSAMask",
+               "segkit.models.layers.psa_mask", "PSAMask"),
+    "PointRend": ("ssseg.modules.models.segmentors.pointrend.pointrend", "PointSample",
+                  "segkit.models.layers.point_sample", "point_sample"),
+    "Mask2Former": ("ssseg.modules.models.segmentors.mask2former.transformers.pixeldecoder",
+                    "ms_deform_attn_core_pytorch", "segkit.models.layers.ms_deform_attn", "ms_deform_attn_core"),
+}
+"""SSSeg 1.7.0 imports these four mmcv ops (``try: from mmcv.ops import ... except: X = None``) and nothing else
+from mmcv for inference (focal loss, the fifth import, is training only): segmentor -> (SSSeg module, the name it
+bound, segkit module, segkit's pure-PyTorch replacement). Without mmcv, :func:`install_op_shims` binds segkit's
+implementation to that name, so SSSeg's model builds and runs. Each replacement has mmcv's call signature and
+semantics: ``CrissCrossAttention(in_channels)`` is a module with mmcv's parameters (``query_conv``, ``key_conv``,
+``value_conv``, ``gamma.scale``), ``PSAMask(psa_type, mask_size)`` and ``point_sample(input, points,
+align_corners=False, **grid_sample_kwargs)`` have none (segkit's ``point_sample`` casts the points to the input's
+dtype, which mmcv's does not: SSSeg's PointRend makes its test points in float32, so with mmcv it cannot run in
+float64 at all), and ``ms_deform_attn_core(value, spatial_shapes,
+sampling_locations, attention_weights)`` is what SSSeg's ``MSDeformAttn`` falls back to when
+``MultiScaleDeformableAttnFunction`` (compiled) is missing. Every other parameter of those rows is SSSeg's own, so
+such a row proves the wiring and the weights; the ops themselves are proven by segkit's loop-reference tests."""
+
+SHIMMED: dict[str, str] = {}
+"""Segmentor -> note, for the shims :func:`import_ssseg` installed."""
+
+SHIM_NOTE = ("SSSeg 1.7.0 imports {op} from mmcv.ops; without mmcv, parity binds segkit's pure-PyTorch {segkit} "
+             "in SSSeg's module (same signature and parameters as mmcv's), so SSSeg's side runs segkit's op too: this "
+             "row proves the wiring and the weights, and the op itself is proven by segkit's loop-reference tests")
 
 EVAL_IRRELEVANT = ("pretrained", "pretrained_model_path", "selected_indices")
 """Backbone-table keys that do not change the module (dropped before tables are compared)."""
@@ -57,7 +87,22 @@ def import_ssseg(src: Path) -> Any:
     if extra not in ssseg.__path__:
         ssseg.__path__.append(extra)
     patch_build_bugs()
+    SHIMMED.update(install_op_shims())
     return ssseg
+
+
+def install_op_shims() -> dict[str, str]:
+    """Bind segkit's op for each of :data:`OP_SHIMS` whose SSSeg module found no mmcv (its name is ``None``);
+    returns segmentor -> note for the shims in place (an installed mmcv is left alone)."""
+    installed = {}
+    for segmentor, (module_name, name, segkit_module, segkit_name) in OP_SHIMS.items():
+        module = importlib.import_module(module_name)
+        replacement = getattr(importlib.import_module(segkit_module), segkit_name)
+        if getattr(module, name, None) is None:
+            setattr(module, name, replacement)
+        if getattr(module, name) is replacement:
+            installed[segmentor] = SHIM_NOTE.format(op=f"`{name}`", segkit=f"`{segkit_module}.{segkit_name}`")
+    return installed
 
 
 BUILD_PATCHES = {

@@ -141,6 +141,11 @@ def test_point_sample_is_bilinear_interpolation():
     assert grid.shape == (1, 2, 1, 5) and torch.allclose(grid.view(1, 2, 5), sampled)
     nearest = point_sample(features, torch.tensor([[(0.3, 0.7)]]), mode="nearest")
     assert nearest[0, 0, 0].item() == float(image[2, 1])
+    # a float64 map sampled at float32 points (PointRend's test points): float64 values, the points as given
+    double = point_sample(features.double(), torch.tensor([points]))
+    assert double.dtype == torch.float64
+    assert torch.equal(double, point_sample(features.double(), torch.tensor([points]).double()))
+    assert torch.allclose(double.float(), sampled)
 
 
 def test_uncertain_points_are_the_most_uncertain_draws():

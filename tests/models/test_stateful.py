@@ -208,7 +208,11 @@ def test_pointrend_eval_subdivision_rewrites_only_the_most_uncertain_cells():
     recipe, _ = small_recipe("PointRend")
     segmentor = build(recipe).eval()
     with torch.no_grad():
-        assert segmentor(images)["out"].shape == (2, recipe.num_classes, size, size)
+        out = segmentor(images)["out"]
+        assert out.shape == (2, recipe.num_classes, size, size)
+        # in float64 too (the test points are float32, as in SSSeg): the same logits, in float64
+        double = segmentor.double()(images.double())["out"]
+    assert double.dtype == torch.float64 and torch.allclose(double.float(), out, rtol=1e-4, atol=1e-4)
 
 
 def test_pointrend_needs_one_auxiliary_table():

@@ -20,8 +20,10 @@ def point_sample(input: torch.Tensor, points: torch.Tensor, align_corners: bool 
     """Sample ``input`` ``[B, C, H, W]`` at ``points`` ``[B, P, 2]`` -> ``[B, C, P]`` (bilinear by default).
 
     ``points`` may also be ``[B, Hp, Wp, 2]`` (-> ``[B, C, Hp, Wp]``). ``kwargs`` go to ``F.grid_sample``
-    (``mode``, ``padding_mode``).
+    (``mode``, ``padding_mode``). ``points`` are cast to ``input``'s dtype (PointRend makes its test points in
+    float32, as SSSeg does, and a float64 model must still sample them).
     """
+    points = points.to(input.dtype)
     squeeze = points.dim() == 3
     if squeeze:
         points = points.unsqueeze(2)
