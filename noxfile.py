@@ -16,7 +16,7 @@ PY = "3.11"
 @nox.session(python=PY)
 def quickstart(session: nox.Session) -> None:
     """Install segkit, then train, evaluate, predict and export on the embedded synthetic dataset (CPU)."""
-    session.install("-e", ".[onnx]")
+    session.install("-e", ".[onnx,tensorboard,plots]")
     run = "runs/quickstart"
     if Path(run).exists():  # the demo's own output from an earlier quickstart; segkit itself never overwrites a run
         session.log(f"removing the previous {run}")

@@ -47,6 +47,9 @@ def train(recipe: str | Path, overrides: list[str] = (), *, work_dir: str | None
     if deterministic is not None:
         extra.append(f"deterministic={str(deterministic).lower()}")
     rec = load_recipe(recipe, extra, work_dir=work_dir)
+    from .engine.report import resolve_report_to
+
+    resolve_report_to(rec.report_to)  # a missing tracker package is reported before anything is built
     console = console or Console()
     ctx = init_distributed(rec.init_process_group_cfg, device=device)
     try:
@@ -262,6 +265,17 @@ def default_input_size(rec: Recipe) -> tuple[int, int]:
         if size:
             return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     return (512, 512)
+
+
+# ---------------------------------------------------------------------- plot
+def plot(runs: list[str | Path], out: str | Path | None = None) -> list[Path]:
+    """Curves of one run (its ``plots/loss.png``, ``lr.png``, ``miou.png`` redrawn) or a comparison of several
+    (total loss, mIoU, lr and throughput in one picture, default ``runs_compare.png``); needs matplotlib."""
+    from .viz.plots import plot_compare, plot_run
+
+    if len(runs) == 1 and out is None:
+        return plot_run(runs[0])
+    return [plot_compare(runs, out or "runs_compare.png")]
 
 
 # ---------------------------------------------------------------------- prepare-data

@@ -64,10 +64,15 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
           device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda when available).")] = None,
           print_recipe: Annotated[bool, typer.Option("--print-recipe", help="Print the resolved recipe and exit.")] = False,
           dry_run: Annotated[bool, typer.Option("--dry-run", help="Build model, data and optimizer, print a summary, exit.")] = False,
+          report_to: Annotated[str | None, typer.Option("--report-to", help="Experiment trackers, comma-separated: tensorboard, wandb, mlflow, or none (default: tensorboard when installed).")] = None,
           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Train a recipe: rich progress, evaluation and checkpoints in its work_dir."""
     from . import api
     from .errors import SegkitError
+
+    if report_to is not None:
+        names = [n.strip() for n in report_to.split(",") if n.strip() and n.strip().lower() != "none"]
+        set_ = [*(set_ or []), "report_to=[" + ", ".join(json.dumps(n) for n in names) + "]"]
 
     if print_recipe:
         console.print(api.print_recipe(recipe, set_ or [], work_dir), markup=False, highlight=False)
@@ -154,6 +159,20 @@ def export(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe wit
     else:
         console.print(f"exported {report['format']} to {report['path']}: max |diff| vs eager "
                       f"{report['max_abs_diff']:.2e} (atol {report['atol']:.0e})")
+
+
+@app.command()
+def plot(runs: Annotated[list[Path], typer.Argument(help="Run dirs (each with its metrics.jsonl).")],
+         out: Annotated[Path | None, typer.Option("--out", "-o", help="Output PNG (several runs; default runs_compare.png).")] = None) -> None:
+    """Draw curves: one run's plots/ again, or several runs compared in one picture.
+
+    segkit plot runs/quickstart\n
+    segkit plot runs/a runs/b --out compare.png
+    """
+    from . import api
+
+    for path in api.plot([str(r) for r in runs], out):
+        console.print(f"wrote {path}", highlight=False)
 
 
 @app.command("prepare-data")

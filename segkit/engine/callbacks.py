@@ -12,15 +12,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
+from rich.text import Text
 
 from .checkpoint import atomic_write_bytes, save_checkpoint
 
@@ -29,10 +32,17 @@ if TYPE_CHECKING:
 
 
 class Callback:
+    """Hooks of :meth:`Trainer.fit`; every one is optional. ``on_eval_*`` surround each evaluation (also the
+    one inside an epoch), ``on_interrupt`` runs on Ctrl-C before the ``KeyboardInterrupt`` propagates."""
+
     def on_train_start(self, trainer: Trainer) -> None: ...
     def on_step_end(self, trainer: Trainer, logs: dict) -> None: ...
+    def on_eval_start(self, trainer: Trainer, total: int) -> None: ...
+    def on_eval_batch(self, trainer: Trainer, n: int) -> None: ...
+    def on_eval_end(self, trainer: Trainer, metrics: dict) -> None: ...
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None: ...
     def on_train_end(self, trainer: Trainer) -> None: ...
+    def on_interrupt(self, trainer: Trainer) -> None: ...
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -42,7 +52,58 @@ def write_json(path: Path, data: dict) -> None:
 
 def format_logs(logs: dict) -> str:
     losses = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if k.startswith("loss"))
-    return f"{losses} lr={logs['lr']:.3e} {logs['imgs_per_s']:.1f} img/s"
+    text = f"{losses} lr={logs['lr']:.3e} {logs['imgs_per_s']:.1f} img/s"
+    if "data_time_s" in logs:
+        text += f" data {logs['data_time_s'] * 1000:.0f}ms"
+    if "gpu_mem_mib" in logs:
+        text += f" mem {logs['gpu_mem_mib'] / 1024:.2f}G"
+    return text
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m03s`` / ``2m03s`` / ``3.2s``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def resume_command(trainer: Trainer) -> str:
+    """The exact command that continues this run from ``checkpoints/last.pt``: the command line that started it
+    with ``--resume`` (when it was ``segkit train``), else ``segkit train WORK_DIR/recipe.toml --resume``."""
+    import shlex
+    import sys
+
+    args = list(sys.argv[1:])
+    if args[:1] == ["train"]:
+        kept, skip = [], False
+        for i, tok in enumerate(args):
+            if skip:
+                skip = False
+                continue
+            if tok == "--resume":
+                skip = i + 1 < len(args) and not args[i + 1].startswith("-")
+                continue
+            if tok.startswith("--resume="):
+                continue
+            kept.append(tok)
+        return "segkit " + shlex.join([*kept, "--resume"])
+    return "segkit " + shlex.join(["train", str(trainer.work_dir / "recipe.toml"), "--resume"])
+
+
+def stop_message(trainer: Trainer) -> str:
+    """Where an interrupted run stopped and how to continue it."""
+    import torch
+
+    where = (f"interrupted in epoch {trainer.epoch}/{trainer.max_epochs} at iteration "
+             f"{trainer.iteration}/{trainer.max_iters}")
+    last = trainer.work_dir / "checkpoints" / "last.pt"
+    try:  # memory-mapped: only the small 'epoch' entry is read
+        done = int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # noqa: BLE001  (no checkpoint yet, or a foreign file)
+        return f"{where}; no epoch finished, so there is no checkpoint yet: start the same command again"
+    return f"{where}; {last} holds epoch {done}; continue with: {resume_command(trainer)}"
 
 
 class RunLog(Callback):
@@ -60,6 +121,7 @@ class RunLog(Callback):
             fh.write(json.dumps(data) + "\n")
 
     def on_train_start(self, trainer: Trainer) -> None:
+        self.started = time.perf_counter()
         self.line(f"training {trainer.recipe.type} on {trainer.recipe.dataset.type}: {trainer.summary()}")
 
     def on_step_end(self, trainer: Trainer, logs: dict) -> None:
@@ -73,46 +135,128 @@ class RunLog(Callback):
             self.record({"kind": "eval", "epoch": epoch, "iter": trainer.iteration, **trainer.metrics})
             self.line(f"eval epoch {epoch}: mIoU={trainer.metrics['mIoU']:.4f} aAcc={trainer.metrics['aAcc']:.4f}")
 
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.line(f"finished in {format_duration(time.perf_counter() - self.started)}")
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        self.line(stop_message(trainer))
+
+
+class RateColumn(ProgressColumn):
+    """Items per second of a task (``12.3 img/s``)."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__(table_column=Column(no_wrap=True))
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.1f} {self.unit}", style="progress.data.speed")
+
+
+class TrainProgress(Progress):
+    """A progress display whose bar, M/N and ETA come first on one line (they fit 80 columns), with the task's
+    ``logs`` field (losses, lr, memory) on the next line, cut with an ellipsis rather than wrapped."""
+
+    def get_renderables(self):
+        table = self.make_tasks_table(self.tasks)
+        lines = [Text(str(t.fields.get("logs", "")), no_wrap=True, overflow="ellipsis")
+                 for t in self.tasks if t.visible and t.fields.get("logs")]
+        yield Group(table, *lines)
+
+
+def progress_columns() -> list[ProgressColumn]:
+    return [TextColumn("[bold blue]{task.description}", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=10)),
+            MofNCompleteColumn(table_column=Column(no_wrap=True)),
+            TimeElapsedColumn(table_column=Column(no_wrap=True)), TextColumn("ETA", table_column=Column(no_wrap=True)),
+            TimeRemainingColumn(table_column=Column(no_wrap=True)), RateColumn("img/s")]
+
 
 class ProgressDisplay(Callback):
-    """A rich progress bar (terminal) or plain log lines (pipes, CI): epoch, iteration, losses, lr, speed, ETA."""
+    """A rich progress bar (terminal) or plain log lines (pipes, CI): epoch, iteration, losses, lr, speed, ETA;
+    an evaluation bar (images, img/s, ETA); one summary line per epoch kept in the scrollback; the stop line on
+    Ctrl-C and the total time at the end."""
 
     def __init__(self, console: Console, interval: int) -> None:
         self.console, self.interval = console, interval
         self.live = console.is_terminal
         self.progress: Progress | None = None
+        self.eval_task = None
 
     def on_train_start(self, trainer: Trainer) -> None:
+        self.started = self.epoch_started = time.perf_counter()
+        self.last_logs: dict = {}
         self.console.print(f"[bold]segkit train[/] {trainer.summary()}")
         if self.live:
-            self.progress = Progress(
-                TextColumn("[bold blue]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[logs]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                console=self.console, transient=False,
-            )
+            self.progress = TrainProgress(*progress_columns(), console=self.console, transient=False,
+                                          expand=True)
             self.progress.start()
-            self.task = self.progress.add_task("train", total=trainer.max_iters, completed=trainer.iteration,
-                                               epoch=f"{trainer.epoch}/{trainer.max_epochs}", logs="")
+            self.task = self.progress.add_task(f"epoch {trainer.epoch}/{trainer.max_epochs}",
+                                               total=trainer.max_iters, completed=trainer.iteration, logs="")
+
+    def print(self, text: str) -> None:
+        (self.progress.console if self.progress is not None else self.console).print(
+            text, highlight=False, markup=False, soft_wrap=True)
 
     def on_step_end(self, trainer: Trainer, logs: dict) -> None:
+        self.last_logs = logs
         if self.progress is not None:
             self.progress.update(self.task, completed=trainer.iteration, logs=format_logs(logs),
-                                 epoch=f"{logs['epoch']}/{trainer.max_epochs}")
+                                 description=f"epoch {logs['epoch']}/{trainer.max_epochs}")
         elif trainer.iteration % self.interval == 0 or trainer.iteration == trainer.max_iters:
             eta = logs["eta_s"]
-            self.console.print(f"epoch {logs['epoch']}/{trainer.max_epochs} iter {trainer.iteration}/"
-                               f"{trainer.max_iters} {format_logs(logs)} eta {eta // 60:.0f}m{eta % 60:02.0f}s",
-                               highlight=False, soft_wrap=True)
+            self.print(f"epoch {logs['epoch']}/{trainer.max_epochs} iter {trainer.iteration}/"
+                       f"{trainer.max_iters} eta {format_duration(eta)} {format_logs(logs)}")
+
+    def on_eval_start(self, trainer: Trainer, total: int) -> None:
+        self.eval_total, self.eval_done, self.eval_started = total, 0, time.perf_counter()
+        if self.progress is not None:
+            self.eval_task = self.progress.add_task("eval", total=total, logs="")
+        else:
+            self.print(f"eval: {total} images ...")
+
+    def on_eval_batch(self, trainer: Trainer, n: int) -> None:
+        self.eval_done = min(self.eval_done + n, self.eval_total)
+        if self.eval_task is not None:
+            self.progress.update(self.eval_task, completed=self.eval_done)
+
+    def on_eval_end(self, trainer: Trainer, metrics: dict) -> None:
+        if self.eval_task is not None:
+            self.progress.remove_task(self.eval_task)
+            self.eval_task = None
+        seconds = time.perf_counter() - self.eval_started
+        self.eval_line = (f"eval {self.eval_done} images in {format_duration(seconds)} "
+                          f"({self.eval_done / max(seconds, 1e-9):.1f} img/s)")
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
+        now = time.perf_counter()
+        logs = self.last_logs
+        text = f"epoch {epoch}/{trainer.max_epochs} done in {format_duration(now - self.epoch_started)}"
+        if logs:
+            text += f": loss {logs.get('loss_total', float('nan')):.4f} lr {logs['lr']:.2e} " \
+                    f"{logs['imgs_per_s']:.1f} img/s"
+            if "gpu_mem_mib" in logs:
+                text += f" mem {logs['gpu_mem_mib'] / 1024:.2f}G"
         if trainer.last_eval_epoch == epoch and trainer.metrics:
             m = trainer.metrics
-            self.console.print(f"[green]eval[/] epoch {epoch}: mIoU {m['mIoU']:.4f}  mAcc {m['mAcc']:.4f}  "
-                               f"aAcc {m['aAcc']:.4f}", highlight=False)
+            text += f" | mIoU {m['mIoU']:.4f} mAcc {m['mAcc']:.4f} aAcc {m['aAcc']:.4f}"
+            if getattr(self, "eval_line", None):
+                text += f" ({self.eval_line})"
+        self.print(text)
+        self.epoch_started = now
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.progress is not None:
             self.progress.stop()
+        best = f"; best mIoU {trainer.best_miou:.4f}" if trainer.best_miou >= 0 else ""
+        self.console.print(f"finished {trainer.max_epochs} epochs ({trainer.iteration} iterations) in "
+                           f"{format_duration(time.perf_counter() - self.started)}{best}", highlight=False)
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        self.console.print(Text(stop_message(trainer), style="yellow"), highlight=False, soft_wrap=True)
 
 
 class Checkpointer(Callback):

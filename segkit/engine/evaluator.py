@@ -29,11 +29,15 @@ def inference_kwargs(cfg: InferenceCfg, num_classes: int, align_corners: bool) -
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, *, num_classes: int, classnames: list[str] | None, device: torch.device,
-             infer_kwargs: dict, autocast: Callable | None = None, on_batch: Callable[[int], None] | None = None) -> dict:
-    """Predict every sample at its original resolution and return SSSegmentation's metrics (all ranks agree)."""
+             infer_kwargs: dict, autocast: Callable | None = None, on_batch: Callable[[int], None] | None = None,
+             matrix: ConfusionMatrix | None = None) -> dict:
+    """Predict every sample at its original resolution and return SSSegmentation's metrics (all ranks agree).
+
+    ``on_batch(n)`` is called after each batch of ``n`` samples (progress); pass ``matrix`` to keep the (summed)
+    confusion matrix."""
     was_training = model.training
     model.eval()
-    matrix = ConfusionMatrix(num_classes, device=device)
+    matrix = matrix if matrix is not None else ConfusionMatrix(num_classes, device=device)
     for batch in loader:
         images = batch["image"].to(device, non_blocking=True)
         targets = batch["seg_target"]

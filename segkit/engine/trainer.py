@@ -14,6 +14,7 @@ from torch import nn
 
 from ..data.datasets.build import build_dataset
 from ..data.loader import build_dataloader, set_epoch
+from ..evaluation.metrics import ConfusionMatrix
 from ..models.build import build_criterion, build_segmentor
 from ..recipe.schema import Recipe
 from ..recipe.toml_write import recipe_to_toml
@@ -159,13 +160,29 @@ class Trainer:
     def fit(self) -> dict:
         for cb in self.callbacks:
             cb.on_train_start(self)
+        try:
+            self._fit_epochs()
+        except KeyboardInterrupt:
+            for cb in self.callbacks:
+                cb.on_interrupt(self)
+            raise
+        if self.ctx.is_main and self.metrics:
+            write_json(self.work_dir / "eval" / "metrics.json", self.metrics)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.metrics
+
+    def _fit_epochs(self) -> None:
         start_epoch = self.epoch
         interval_imgs, t0, t_start, it_start = 0, time.perf_counter(), time.perf_counter(), self.iteration
+        cuda = self.ctx.device.type == "cuda"
         for epoch in range(start_epoch, self.max_epochs + 1):
             self.epoch = epoch
             set_epoch(self.train_loader, epoch)
             self.ddp.train()
+            t_data = time.perf_counter()
             for batch in self.train_loader:
+                data_time = time.perf_counter() - t_data
                 losses = self.train_step(batch)
                 interval_imgs += batch["image"].shape[0] * self.ctx.world_size
                 if self.callbacks:
@@ -174,21 +191,19 @@ class Trainer:
                     logs = {"epoch": epoch, "iter": self.iteration, "lr": self.last_lr,
                             **dict(zip(losses, torch.stack(list(losses.values())).tolist(), strict=True)),
                             "imgs_per_s": interval_imgs / max(now - t0, 1e-9),
-                            "eta_s": (self.max_iters - self.iteration) / max(rate, 1e-9)}
+                            "eta_s": (self.max_iters - self.iteration) / max(rate, 1e-9), "data_time_s": data_time}
+                    if cuda:
+                        logs["gpu_mem_mib"] = torch.cuda.max_memory_allocated(self.ctx.device) / 2**20
                     interval_imgs, t0 = 0, now
                     for cb in self.callbacks:
                         cb.on_step_end(self, logs)
+                t_data = time.perf_counter()
             if epoch % self.recipe.eval_interval_epochs == 0 or epoch == self.max_epochs:
                 self.metrics = self.evaluate()
                 self.last_eval_epoch = epoch
             for cb in self.callbacks:
                 cb.on_epoch_end(self, epoch)
             barrier()
-        if self.ctx.is_main and self.metrics:
-            write_json(self.work_dir / "eval" / "metrics.json", self.metrics)
-        for cb in self.callbacks:
-            cb.on_train_end(self)
-        return self.metrics
 
     def train_step(self, batch: dict) -> dict[str, torch.Tensor]:
         """One iteration: lr update, forward, loss, backward, step, EMA. Returns the loss terms (detached;
@@ -214,11 +229,23 @@ class Trainer:
         return {**{k: v.detach().float() for k, v in terms.items()}, "loss_total": total.detach().float()}
 
     def evaluate(self, model: nn.Module | None = None) -> dict:
+        """Evaluate on the val split; the confusion matrix stays in ``self.confusion`` (for the pictures)."""
         r = self.recipe
-        return evaluate(model or self.model, self.val_loader, num_classes=r.num_classes,
-                        classnames=getattr(self.val_set, "classnames", None), device=self.ctx.device,
-                        infer_kwargs=inference_kwargs(r.inference, r.num_classes, r.align_corners),
-                        autocast=self.amp.autocast)
+        self.confusion = ConfusionMatrix(r.num_classes, device=self.ctx.device)
+        for cb in self.callbacks:
+            cb.on_eval_start(self, len(self.val_loader.dataset))
+
+        def on_batch(n: int) -> None:
+            for cb in self.callbacks:
+                cb.on_eval_batch(self, n * self.ctx.world_size)
+
+        metrics = evaluate(model or self.model, self.val_loader, num_classes=r.num_classes,
+                           classnames=getattr(self.val_set, "classnames", None), device=self.ctx.device,
+                           infer_kwargs=inference_kwargs(r.inference, r.num_classes, r.align_corners),
+                           autocast=self.amp.autocast, on_batch=on_batch, matrix=self.confusion)
+        for cb in self.callbacks:
+            cb.on_eval_end(self, metrics)
+        return metrics
 
 
 def default_callbacks(trainer: Trainer, console: Console) -> list[Callback]:
@@ -227,5 +254,8 @@ def default_callbacks(trainer: Trainer, console: Console) -> list[Callback]:
         return []
     r = trainer.recipe
     interval = r.training_logging_manager_cfg.log_interval_iters or max(len(trainer.train_loader), 1)
+    from .report import build_reporters
+
     return [RunLog(trainer.work_dir, interval), ProgressDisplay(console, interval),
+            *build_reporters(trainer, console),
             Checkpointer(trainer.work_dir / "checkpoints", r.save_interval_epochs)]

@@ -160,6 +160,10 @@ class Recipe(Strict):
     build_dist_model_cfg: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     deterministic: bool = False
+    report_to: list[str] | None = None
+    """Experiment trackers: tensorboard, wandb, mlflow; ``None`` = TensorBoard when installed, ``[]`` = none."""
+    vis_samples: int = Field(4, ge=0)
+    """Validation samples drawn (image | ground truth | prediction) at each evaluation; 0 = none."""
 
     @field_validator("norm_cfg", "act_cfg", mode="before")
     @classmethod

@@ -1,0 +1,1 @@
+from tests.report.conftest import trained_run  # noqa: F401  (the shared tiny run)
