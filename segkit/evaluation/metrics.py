@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -66,19 +67,23 @@ class ConfusionMatrix:
 
         Target pixels outside ``[0, num_classes)`` are ignored (SSSegmentation maps them to -1 and drops them).
         A prediction outside that range is a bug in the caller and raises ``ValueError``.
+
+        No boolean indexing: an ignored target is folded into an extra row ``num_classes`` of a
+        ``(num_classes + 1) x num_classes`` histogram whose last row is dropped. On the CPU the histogram is numpy's
+        ``bincount`` (single pass, far cheaper than ``torch.bincount``); elsewhere it stays on the device.
         """
         if pred.shape != target.shape:
             raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
         if pred.is_floating_point() or target.is_floating_point():
             raise ValueError("pred and target must be integer label maps (take the argmax of the logits first)")
-        n = self.num_classes
-        pred = pred.to(self.mat.device, torch.int64).flatten()
-        target = target.to(self.mat.device, torch.int64).flatten()
-        keep = (target >= 0) & (target < n)
-        pred, target = pred[keep], target[keep]
-        if pred.numel() and bool(((pred < 0) | (pred >= n)).any()):
-            raise ValueError(f"predictions must lie in [0, {n}); got values outside it")
-        self.mat += torch.bincount(target * n + pred, minlength=n * n).reshape(n, n)
+        if pred.numel() == 0:
+            return
+        if self.mat.device.type == "cpu":
+            counts = _histogram_numpy(_as_int64_numpy(pred), _as_int64_numpy(target), self.num_classes)
+            total = self.mat.view(-1).numpy()  # shares memory with self.mat
+            total += counts
+        else:
+            self.mat += _histogram_torch(pred.to(self.mat.device), target.to(self.mat.device), self.num_classes)
 
     def all_reduce(self) -> None:
         """Sum the matrix over all ranks in place (a no-op unless ``torch.distributed`` is initialised).
@@ -122,6 +127,60 @@ class ConfusionMatrix:
         for key in PER_CLASS_KEYS:
             results[key] = dict(zip(names, per_class[key].tolist(), strict=True))
         return to_json_safe(results)
+
+
+_CHUNK = 32768
+"""Pixels binned at a time: the chunk's labels and indices stay in the L2 cache between the passes over them."""
+
+_MAX_ROWS = 1024
+"""Targets up to ``num_classes + _MAX_ROWS`` are binned as they are (their rows dropped); larger ones are folded."""
+
+
+def _out_of_range_prediction(num_classes: int) -> ValueError:
+    return ValueError(f"predictions must lie in [0, {num_classes}); got values outside it")
+
+
+def _as_int64_numpy(labels: torch.Tensor) -> np.ndarray:
+    """A flat int64 numpy view of a label map (a copy only when it is not already contiguous int64 on the CPU)."""
+    return labels.detach().to("cpu", torch.int64).reshape(-1).numpy()
+
+
+def _histogram_numpy(pred: np.ndarray, target: np.ndarray, n: int) -> np.ndarray:
+    """The flat ``n * n`` int64 confusion counts of flat int64 ``pred``/``target``; targets outside [0, n) ignored.
+
+    No boolean indexing: one ``bincount(target * n + pred)``, whose rows past ``n`` (targets ``>= n``) are dropped.
+    The index is built chunk by chunk, so that each chunk's checks and arithmetic run in cache: viewed as uint64 a
+    negative label is huge, so one unsigned ``max`` checks a chunk's predictions and another finds its largest
+    target; when that would make too many rows (a negative or very large ignore label), one ``minimum`` first folds
+    the chunk's ignored targets into row ``n``. Only when some prediction is out of range does the slower exact
+    check run (an out-of-range prediction on an ignored pixel is allowed, as before).
+    """
+    size = np.uint64(n)
+    index = np.empty(pred.size, dtype=np.uint64)
+    for start in range(0, pred.size, _CHUNK):
+        pred_u = pred[start : start + _CHUNK].view(np.uint64)
+        target_u = target[start : start + _CHUNK].view(np.uint64)
+        if int(pred_u.max()) >= n:
+            if bool(((pred_u >= size) & (target_u < size)).any()):
+                raise _out_of_range_prediction(n)
+            pred_u = np.minimum(pred_u, size - np.uint64(1))  # only ignored pixels change; their rows are dropped
+        if int(target_u.max()) >= n + _MAX_ROWS:
+            target_u = np.minimum(target_u, size)
+        chunk = index[start : start + _CHUNK]
+        np.multiply(target_u, size, out=chunk)
+        chunk += pred_u
+    return np.bincount(index.view(np.int64), minlength=n * n)[: n * n]
+
+
+def _histogram_torch(pred: torch.Tensor, target: torch.Tensor, n: int) -> torch.Tensor:
+    """:func:`_histogram_numpy` with torch ops on the tensors' device (one host sync, for the prediction check)."""
+    pred = pred.reshape(-1).to(torch.int64)
+    target = target.reshape(-1).to(torch.int64)
+    valid = (target >= 0) & (target < n)
+    if bool((valid & ((pred < 0) | (pred >= n))).any()):
+        raise _out_of_range_prediction(n)
+    index = torch.where(valid, target, n) * n + pred.clamp(0, n - 1)
+    return torch.bincount(index, minlength=(n + 1) * n)[: n * n].reshape(n, n)
 
 
 def per_class_metrics(areas: Mapping[str, torch.Tensor], beta: float = 1.0) -> dict[str, torch.Tensor]:
