@@ -68,6 +68,9 @@ def train(recipe: str | Path, overrides: list[str] = (), *, work_dir: str | None
             work = Path(rec.work_dir)
             work.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(work / "recipe.toml", lambda fh: fh.write(recipe_to_toml(rec).encode()))
+            from .engine.report.provenance import write_env
+
+            write_env(work, ctx.world_size)
         trainer.callbacks = default_callbacks(trainer, console)
         return {**trainer.fit(), "work_dir": rec.work_dir}
     finally:
@@ -204,7 +207,12 @@ def pick_device(device: str | None) -> torch.device:
 def evaluate(target: str | Path, *, checkpoint: str | Path | None = None, overrides: list[str] = (),
              tta: str | None = None, ema: bool = False, device: str | None = None,
              console: Console | None = None) -> dict:
-    """Evaluate a run dir (or recipe + checkpoint) on its test split; writes ``work_dir/eval/metrics.json``."""
+    """Evaluate a run dir (or recipe + checkpoint) on its test split.
+
+    Writes ``work_dir/eval/<checkpoint>[_<tta>][_ema].json`` (metrics and provenance: checkpoint, its sha256,
+    epoch, TTA, inference settings, split) and appends to ``eval/history.jsonl``; the training result
+    (``eval/metrics.json``) is left alone. With a ``console``, a progress bar (images, img/s, ETA) is drawn on it.
+    """
     from .data.datasets.build import build_dataset
     from .data.loader import build_dataloader
     from .engine.callbacks import write_json
@@ -220,10 +228,21 @@ def evaluate(target: str | Path, *, checkpoint: str | Path | None = None, overri
     kwargs = inference_kwargs(rec.inference, rec.num_classes, rec.align_corners)
     if tta:
         kwargs.update(tta_preset(tta))
-    metrics = run_eval(model, loader, num_classes=rec.num_classes, classnames=getattr(dataset, "classnames", None),
-                       device=dev, infer_kwargs=kwargs)
+    import contextlib
+
+    from .engine.callbacks import ImageProgress
+    from .engine.report.provenance import record_evaluation
+
+    label = "eval" + (f" tta={tta}" if tta else "") + (" slide" if kwargs["mode"] == "slide" else "")
+    bar = ImageProgress(console, len(dataset), label) if console is not None else contextlib.nullcontext()
+    with bar as progress:
+        metrics = run_eval(model, loader, num_classes=rec.num_classes,
+                           classnames=getattr(dataset, "classnames", None), device=dev, infer_kwargs=kwargs,
+                           on_batch=progress.advance if progress is not None else None)
     metrics["checkpoint"] = str(ckpt)
-    write_json(Path(rec.work_dir) / "eval" / "metrics.json", metrics)
+    metrics["result_file"] = str(record_evaluation(
+        rec.work_dir, ckpt, metrics, tta=tta, ema=ema, inference=kwargs, num_images=len(dataset),
+        split=getattr(dataset, "set", None)))
     return metrics
 
 

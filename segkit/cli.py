@@ -104,10 +104,14 @@ def eval_(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
           ema: Annotated[bool, typer.Option("--ema", help="Evaluate the EMA weights.")] = False,
           device: Annotated[str | None, typer.Option("--device")] = None,
           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Evaluate on the recipe's test split; writes eval/metrics.json in the run dir."""
+    """Evaluate on the recipe's test split; writes eval/<checkpoint>[_<tta>].json and a line in eval/history.jsonl."""
+    import time
+
     from . import api
 
-    metrics = api.evaluate(target, checkpoint=checkpoint, overrides=set_ or [], tta=tta, ema=ema, device=device)
+    started = time.perf_counter()
+    metrics = api.evaluate(target, checkpoint=checkpoint, overrides=set_ or [], tta=tta, ema=ema, device=device,
+                           console=err_console)
     if as_json:
         print(json.dumps(metrics, indent=2))
         return
@@ -116,6 +120,7 @@ def eval_(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
         table.add_row(escape(name), _fmt(iou), _fmt(metrics["Acc"][name]), _fmt(metrics["Dice"][name]))
     console.print(table)
     console.print("  ".join(f"{k} {_fmt(metrics[k])}" for k in ("mIoU", "mAcc", "aAcc", "mDice", "mFscore")))
+    console.print(f"wrote {metrics['result_file']} in {time.perf_counter() - started:.1f}s", highlight=False)
 
 
 @app.command()

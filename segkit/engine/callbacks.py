@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
-from .checkpoint import atomic_write_bytes, save_checkpoint
+from .checkpoint import atomic_write_bytes, check_finite_losses, save_epoch_checkpoints
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -150,7 +150,7 @@ class RateColumn(ProgressColumn):
         self.unit = unit
 
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
+        speed = task.fields.get("rate") or task.finished_speed or task.speed
         return Text("" if speed is None else f"{speed:.1f} {self.unit}", style="progress.data.speed")
 
 
@@ -165,12 +165,64 @@ class TrainProgress(Progress):
         yield Group(table, *lines)
 
 
-def progress_columns() -> list[ProgressColumn]:
+class PlainProgress:
+    """Progress for pipes and log files: a line at each tenth of the work (and at the end) with the count, the
+    rate and the ETA, so a log never stays silent for long."""
+
+    def __init__(self, emit, label: str, total: int, unit: str = "images") -> None:
+        self.emit, self.label, self.total, self.unit = emit, label, max(int(total), 0), unit
+        self.done, self.started, self.next_tenth = 0, time.perf_counter(), 1
+
+    def advance(self, n: int) -> None:
+        self.done = min(self.done + int(n), self.total) if self.total else self.done + int(n)
+        if self.total and self.done * 10 < self.next_tenth * self.total and self.done < self.total:
+            return
+        while self.total and self.next_tenth * self.total <= self.done * 10:
+            self.next_tenth += 1
+        seconds = time.perf_counter() - self.started
+        rate = self.done / max(seconds, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 and self.total else 0.0
+        self.emit(f"{self.label} {self.done}/{self.total} {self.unit} {rate:.1f}/s "
+                  f"elapsed {format_duration(seconds)} eta {format_duration(eta)}")
+
+
+class ImageProgress:
+    """A bar with images done / total, img/s and ETA (terminal) or :class:`PlainProgress` lines (pipes), for
+    ``segkit eval`` and other loops over images: ``with ImageProgress(console, n, "eval") as bar: bar.advance(k)``."""
+
+    def __init__(self, console: Console, total: int, label: str = "eval", unit: str = "img/s") -> None:
+        self.console, self.total, self.label, self.unit = console, total, label, unit
+
+    def __enter__(self) -> ImageProgress:
+        if self.console.is_terminal:
+            self.progress = Progress(*progress_columns(self.unit), console=self.console, transient=True,
+                                     expand=True)
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=self.total)
+            self.plain = None
+        else:
+            self.progress = None
+            self.plain = PlainProgress(lambda t: self.console.print(t, highlight=False, markup=False),
+                                       self.label, self.total, unit="images")
+        return self
+
+    def advance(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task, n)
+        else:
+            self.plain.advance(n)
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def progress_columns(unit: str = "img/s") -> list[ProgressColumn]:
     return [TextColumn("[bold blue]{task.description}", table_column=Column(no_wrap=True)),
             BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=10)),
             MofNCompleteColumn(table_column=Column(no_wrap=True)),
             TimeElapsedColumn(table_column=Column(no_wrap=True)), TextColumn("ETA", table_column=Column(no_wrap=True)),
-            TimeRemainingColumn(table_column=Column(no_wrap=True)), RateColumn("img/s")]
+            TimeRemainingColumn(table_column=Column(no_wrap=True)), RateColumn(unit)]
 
 
 class ProgressDisplay(Callback):
@@ -196,14 +248,15 @@ class ProgressDisplay(Callback):
                                                total=trainer.max_iters, completed=trainer.iteration, logs="")
 
     def print(self, text: str) -> None:
+        """A line kept in the scrollback: wrapped at word boundaries on a terminal, one line in a file."""
         (self.progress.console if self.progress is not None else self.console).print(
-            text, highlight=False, markup=False, soft_wrap=True)
+            text, highlight=False, markup=False, soft_wrap=not self.live)
 
     def on_step_end(self, trainer: Trainer, logs: dict) -> None:
         self.last_logs = logs
         if self.progress is not None:
             self.progress.update(self.task, completed=trainer.iteration, logs=format_logs(logs),
-                                 description=f"epoch {logs['epoch']}/{trainer.max_epochs}")
+                                 description=f"epoch {logs['epoch']}/{trainer.max_epochs}", rate=logs["imgs_per_s"])
         elif trainer.iteration % self.interval == 0 or trainer.iteration == trainer.max_iters:
             eta = logs["eta_s"]
             self.print(f"epoch {logs['epoch']}/{trainer.max_epochs} iter {trainer.iteration}/"
@@ -214,20 +267,21 @@ class ProgressDisplay(Callback):
         if self.progress is not None:
             self.eval_task = self.progress.add_task("eval", total=total, logs="")
         else:
-            self.print(f"eval: {total} images ...")
+            self.eval_lines = PlainProgress(self.print, "eval", total)
 
     def on_eval_batch(self, trainer: Trainer, n: int) -> None:
         self.eval_done = min(self.eval_done + n, self.eval_total)
         if self.eval_task is not None:
             self.progress.update(self.eval_task, completed=self.eval_done)
+        else:
+            self.eval_lines.advance(n)
 
     def on_eval_end(self, trainer: Trainer, metrics: dict) -> None:
         if self.eval_task is not None:
             self.progress.remove_task(self.eval_task)
             self.eval_task = None
         seconds = time.perf_counter() - self.eval_started
-        self.eval_line = (f"eval {self.eval_done} images in {format_duration(seconds)} "
-                          f"({self.eval_done / max(seconds, 1e-9):.1f} img/s)")
+        self.eval_line = f"eval {format_duration(seconds)}, {self.eval_done / max(seconds, 1e-9):.1f} img/s"
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
         now = time.perf_counter()
@@ -260,21 +314,16 @@ class ProgressDisplay(Callback):
 
 
 class Checkpointer(Callback):
-    """``checkpoints/epoch_N.pt`` every ``save_interval_epochs`` and at the end, ``last.pt`` each epoch,
-    ``best.pt`` when the mIoU improves."""
+    """``last.pt`` (full state) each epoch, ``best.pt`` (weights and EMA) when the mIoU improves, ``epoch_N.pt``
+    every ``save_interval_epochs`` when that is set (the newest ``max_keep_ckpts`` kept); a non-finite loss stops
+    training, keeping the last good checkpoint. See :mod:`segkit.engine.checkpoint`."""
 
-    def __init__(self, ckpt_dir: Path, save_interval: int) -> None:
+    def __init__(self, ckpt_dir: Path, save_interval: int | None = None) -> None:
         self.dir, self.save_interval = ckpt_dir, save_interval
 
+    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
+        check_finite_losses(trainer, logs, self.dir)
+
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
-        state = trainer.state_dict()
-        if epoch % self.save_interval == 0 or epoch == trainer.max_epochs:
-            save_checkpoint(state, self.dir / f"epoch_{epoch}.pt")
-        if trainer.last_eval_epoch == epoch and trainer.metrics:
-            miou = trainer.metrics.get("mIoU") or 0.0
-            if miou >= trainer.best_miou:
-                trainer.best_miou = miou
-                state["best_miou"] = miou
-                save_checkpoint(state, self.dir / "best.pt")
-        state["best_miou"] = trainer.best_miou
-        save_checkpoint(state, self.dir / "last.pt")
+        save_epoch_checkpoints(trainer, epoch, self.dir, self.save_interval,
+                               getattr(trainer.recipe, "max_keep_ckpts", None))
