@@ -63,7 +63,9 @@ def load_model_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], p
     import sys
 
     from ..models.ssseg_checkpoint import convert_ssseg_state_dict, looks_like_ssseg
+    from .accel import strip_compile_prefix, unwrap_model
 
+    model, state = unwrap_model(model), strip_compile_prefix(state)  # compile/DDP wrappers never reach the keys
     own = model.state_dict()
     if looks_like_ssseg(state) and not any(k in own for k in state):
         try:

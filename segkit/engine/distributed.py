@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from ..errors import SegkitError
 
@@ -67,6 +68,63 @@ def barrier() -> None:
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def _is_sync(norm_cfg) -> bool:
+    return isinstance(norm_cfg, dict) and norm_cfg.get("type") == "SyncBatchNorm"
+
+
+def _nested_sync(table) -> bool:
+    """Whether any ``norm_cfg`` / ``*_norm_cfg`` inside ``table`` (at any depth) names ``SyncBatchNorm``."""
+    if isinstance(table, dict):
+        return any((key == "norm_cfg" or key.endswith("_norm_cfg")) and _is_sync(value) or _nested_sync(value)
+                   for key, value in table.items())
+    if isinstance(table, list):
+        return any(_nested_sync(item) for item in table)
+    return False
+
+
+def sync_batchnorm_plan(recipe) -> dict[str, bool]:
+    """Which parts of the segmentor the recipe asks to synchronise: ``{"": top-level norm_cfg, "backbone": ...,
+    "neck": ..., "head": ..., "aux_heads.<i>": ...}``.
+
+    A component follows its own table's ``norm_cfg`` when it has one, else the top-level ``norm_cfg`` (as
+    SSSegmentation injects it); a ``SyncBatchNorm`` anywhere inside a component's table (e.g. a nested
+    ``fpn.norm_cfg``) also asks for it. Modules outside these tables follow the top-level ``norm_cfg``.
+    """
+    top = recipe.norm_cfg
+    plan = {"": _is_sync(top)}
+    for attr in ("backbone", "neck", "head"):
+        table = getattr(recipe, attr)
+        if isinstance(table, dict):
+            plan[attr] = _is_sync(table.get("norm_cfg", top)) or _nested_sync(table)
+    aux = recipe.auxiliary
+    for i, table in enumerate([aux] if isinstance(aux, dict) else list(aux or [])):
+        plan[f"aux_heads.{i}"] = _is_sync(table.get("norm_cfg", top)) or _nested_sync(table)
+    return plan
+
+
+def convert_sync_batchnorm(model: nn.Module, plan: dict[str, bool]) -> int:
+    """Replace, in place, the BatchNorm layers of the parts ``plan`` marks (see :func:`sync_batchnorm_plan`) by
+    :class:`torch.nn.SyncBatchNorm` (weights and statistics kept); returns how many were converted."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    count = 0
+
+    def walk(module: nn.Module, prefix: str, sync: bool) -> None:
+        nonlocal count
+        for name, child in module.named_children():
+            path = f"{prefix}{name}"
+            child_sync = plan.get(path, sync)
+            if isinstance(child, _BatchNorm) and not isinstance(child, nn.SyncBatchNorm):
+                if child_sync:
+                    setattr(module, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+                    count += 1
+            else:
+                walk(child, f"{path}.", child_sync)
+
+    walk(model, "", plan.get("", False))
+    return count
 
 
 def torchrun_args(argv: list[str], nproc: int, nnodes: int = 1, node_rank: int = 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -18,10 +19,19 @@ from ..evaluation.metrics import ConfusionMatrix
 from ..models.build import build_criterion, build_segmentor
 from ..recipe.schema import Recipe
 from ..recipe.toml_write import recipe_to_toml
+from .accel import (
+    batch_to_device,
+    compile_in_place,
+    describe,
+    strip_compile_prefix,
+    to_channels_last,
+    unwrap_model,
+)
 from .amp import Amp
 from .callbacks import Callback, Checkpointer, ProgressDisplay, RunLog, write_json
 from .checkpoint import load_checkpoint, load_model_weights
-from .distributed import DistContext, all_reduce_mean, barrier
+from .determinism import DeterministicOps
+from .distributed import DistContext, all_reduce_mean, barrier, convert_sync_batchnorm, sync_batchnorm_plan
 from .ema import ModelEMA
 from .evaluator import evaluate, inference_kwargs
 from .optim import build_optimizer, build_scheduler
@@ -58,6 +68,12 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def host_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict's tensors on the host: checkpoints hold device-independent weights (loadable anywhere, and
+    comparable with each other whatever device trained them)."""
+    return {key: value.detach().cpu() for key, value in state.items()}
 
 
 class Trainer:
@@ -106,17 +122,28 @@ class Trainer:
         model = build_segmentor(r)
         if ctx.is_main:
             barrier()
-        if ctx.distributed and r.norm_cfg and r.norm_cfg.get("type") == "SyncBatchNorm":
+        plan = sync_batchnorm_plan(r)
+        if ctx.distributed and any(plan.values()):
             if ctx.device.type == "cuda":
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                convert_sync_batchnorm(model, plan)
             elif ctx.is_main:
                 self.console.print("note: SyncBatchNorm needs CUDA; CPU processes use per-process BatchNorm")
         self.model = model.to(ctx.device)
+        if r.channels_last:
+            to_channels_last(self.model)
         self.criterion = build_criterion(r, self.model).to(ctx.device)
         self.optimizer = build_optimizer(self.model, r.scheduler.optimizer)
         self.scheduler = build_scheduler(self.optimizer, r.scheduler, len(self.train_loader))
         self.amp = Amp(r.fp16_cfg, ctx.device)
         self.ema = ModelEMA(self.model, r.ema_cfg.momentum, r.ema_cfg.device) if r.ema_cfg.momentum else None
+        self.deterministic_ops = r.deterministic and ctx.device.type == "cuda"
+        if r.compile_cfg.enabled:
+            if self.deterministic_ops and ctx.is_main:
+                self.console.print("note: compile_cfg is not applied with --deterministic on CUDA (segkit's "
+                                   "deterministic resize and loss run eagerly)")
+            else:  # in place, after the EMA copy: the state dict keeps its plain keys
+                compile_in_place(self.model, r.compile_cfg)
+        self._released_warmup_cache = False
         self.ddp = self.model
         if ctx.distributed:
             self.model.reduce_mean = all_reduce_mean  # stateful segmentors average their statistics in forward
@@ -127,20 +154,22 @@ class Trainer:
         params = sum(p.numel() for p in self.model.parameters())
         return (f"{self.recipe.type}/{self.recipe.backbone.get('type')} {params / 1e6:.2f}M params, "
                 f"train {len(self.train_set)} / val {len(self.val_set)} images, "
-                f"batch {self.train_loader.batch_size} x {self.ctx.world_size} proc, device {self.ctx.device}")
+                f"batch {self.train_loader.batch_size} x {self.ctx.world_size} proc, device {self.ctx.device}, "
+                f"{describe(self.recipe, self.ctx.device)}")
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        state = {"model": host_copy(unwrap_model(self.model).state_dict()), "optimizer": self.optimizer.state_dict(),
                  "scaler": self.amp.scaler.state_dict(), "epoch": self.epoch, "iteration": self.iteration,
                  "best_miou": self.best_miou, "rng": rng_state(), "recipe": recipe_to_toml(self.recipe)}
         if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
+            state["ema"] = host_copy(self.ema.state_dict())
         return state
 
     def _resume(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.ctx.device)
-        load_model_weights(self.model, state["model"], path)
+        # on the host: RNG states must stay CPU tensors; weights and optimizer state move to their parameters
+        state = load_checkpoint(path, map_location="cpu")
+        load_model_weights(unwrap_model(self.model), strip_compile_prefix(state["model"]), path)
         for key in ("optimizer", "epoch", "iteration"):
             if key not in state:
                 from ..errors import CheckpointError
@@ -210,19 +239,24 @@ class Trainer:
         rank 0 displays its own values, so no collective is needed for logging)."""
         device = self.ctx.device
         self.last_lr = self.scheduler.update_lr(self.iteration)
-        images = batch["image"].to(device, non_blocking=True)
+        images = batch_to_device(batch["image"], device, self.recipe.channels_last)
         targets = {k: batch[k].to(device, non_blocking=True) for k in TARGET_KEYS if k in batch}
         model = self.model
         if model.uses_progress:
             model.set_progress(epoch=self.epoch, iteration=self.iteration, lr=self.last_lr,
                                max_epochs=self.max_epochs, max_iters=self.max_iters)
         self.optimizer.zero_grad(set_to_none=True)
-        with self.amp.autocast():
+        with self.amp.autocast(), DeterministicOps() if self.deterministic_ops else contextlib.nullcontext():
             outputs = self.ddp(images, targets) if model.uses_targets else self.ddp(images)
             terms = self.criterion(outputs, targets)
             total = torch.stack(list(terms.values())).sum()
         self.amp.backward_and_step(total, self.optimizer,
                                    clip=self.scheduler.clip_gradients if self.scheduler.clipgrad else None)
+        if not self._released_warmup_cache and device.type == "cuda":
+            # cudnn.benchmark tries every convolution algorithm on the first step, some with workspaces of
+            # tens of GiB (see benchmarks/bench_gpu.py); give that cache back once the choices are made
+            self._released_warmup_cache = True
+            torch.cuda.empty_cache()
         if self.ema is not None:
             self.ema.update(self.model)
         self.iteration += 1

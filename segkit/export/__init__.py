@@ -61,6 +61,9 @@ def export_model(
     restored afterwards). Raises :class:`SegkitError` (and writes nothing) when the format is unknown, its packages
     are missing, or the exported model differs from eager PyTorch by more than ``atol``.
     """
+    from ..engine.accel import uncompiled
+
+    model = uncompiled(model)  # export traces the eager module, never a torch.compile wrapper
     backend = get_backend(format)
     if not getattr(model, "exportable", True):
         reason = getattr(model, "not_exportable_reason", "") or "it is marked not exportable"

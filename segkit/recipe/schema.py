@@ -115,8 +115,26 @@ class Fp16Cfg(Strict):
 
 
 class EmaCfg(Strict):
-    momentum: float | None = None
-    device: str = "cpu"
+    """SSSegmentation's ``ema_cfg``: ``ema = ema * (1 - momentum) + momentum * model`` after every step.
+
+    ``device = ""`` (segkit's default) keeps the average on the model's device (no copy to the host per step);
+    ``"cpu"`` (SSSegmentation's default) keeps it in host memory."""
+
+    momentum: float | None = Field(None, gt=0, le=1)
+    device: str = ""
+
+
+class CompileCfg(Strict):
+    """segkit's own ``compile_cfg``: ``torch.compile`` of the segmentor, in place (checkpoints keep plain keys).
+
+    Off by default; ``mode`` is ``torch.compile``'s; ``options`` (Inductor options) replaces ``mode``."""
+
+    enabled: bool = False
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    dynamic: bool | None = None
+    fullgraph: bool = False
+    backend: str = "inductor"
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class LoggerHandleCfg(Strict):
@@ -160,6 +178,8 @@ class Recipe(Strict):
     build_dist_model_cfg: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     deterministic: bool = False
+    channels_last: bool = False
+    compile_cfg: CompileCfg = Field(default_factory=CompileCfg)
     report_to: list[str] | None = None
     """Experiment trackers: tensorboard, wandb, mlflow; ``None`` = TensorBoard when installed, ``[]`` = none."""
     vis_samples: int = Field(4, ge=0)
