@@ -215,6 +215,7 @@ def evaluate(target: str | Path, *, checkpoint: str | Path | None = None, overri
     """
     from .data.datasets.build import build_dataset
     from .data.loader import build_dataloader
+    from .engine.accel import apply_speed_settings
     from .engine.callbacks import write_json
     from .engine.evaluator import evaluate as run_eval
     from .engine.evaluator import inference_kwargs
@@ -223,6 +224,7 @@ def evaluate(target: str | Path, *, checkpoint: str | Path | None = None, overri
     rec, ckpt = resolve_run(target, checkpoint, overrides)
     dev = pick_device(device)
     model = load_model(rec, ckpt, dev, ema=ema)
+    apply_speed_settings(model, rec)  # the recipe's channels_last / compile_cfg, as in training
     dataset = build_dataset(rec.dataset.model_dump(), mode="TEST", seed=rec.seed)
     loader = build_dataloader(dataset, rec.dataloader.test.model_dump(), mode="TEST", seed=rec.seed)
     kwargs = inference_kwargs(rec.inference, rec.num_classes, rec.align_corners)
@@ -251,11 +253,13 @@ def infer(target: str | Path, inputs: list[str | Path], out_dir: str | Path, *,
           checkpoint: str | Path | None = None, overrides: list[str] = (), tta: str | None = None,
           device: str | None = None, alpha: float = 0.5) -> list[dict]:
     """Predict label maps for images and folders; writes ``<stem>.png`` labels and ``<stem>_overlay.png``."""
+    from .engine.accel import apply_speed_settings
     from .engine.predict import run_inference
 
     rec, ckpt = resolve_run(target, checkpoint, overrides)
     dev = pick_device(device)
     model = load_model(rec, ckpt, dev)
+    apply_speed_settings(model, rec)  # the recipe's channels_last / compile_cfg, as in training
     return run_inference(rec, model, inputs, Path(out_dir), device=dev, tta=tta, alpha=alpha)
 
 
