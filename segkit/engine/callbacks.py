@@ -13,19 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Column
+from rich.progress import Progress
 from rich.text import Text
 
-from .checkpoint import atomic_write_bytes, check_finite_losses, save_epoch_checkpoints
+from .checkpoint import atomic_write_bytes, save_checkpoint
+from .report.display import (  # noqa: F401  (ImageProgress, RateColumn: part of this module's API)
+    ImageProgress,
+    PlainProgress,
+    RateColumn,
+    format_duration,
+    progress_columns,
+)
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -58,15 +56,6 @@ def format_logs(logs: dict) -> str:
     if "gpu_mem_mib" in logs:
         text += f" mem {logs['gpu_mem_mib'] / 1024:.2f}G"
     return text
-
-
-def format_duration(seconds: float) -> str:
-    """``1h02m03s`` / ``2m03s`` / ``3.2s``."""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 def resume_command(trainer: Trainer) -> str:
@@ -142,18 +131,6 @@ class RunLog(Callback):
         self.line(stop_message(trainer))
 
 
-class RateColumn(ProgressColumn):
-    """Items per second of a task (``12.3 img/s``)."""
-
-    def __init__(self, unit: str) -> None:
-        super().__init__(table_column=Column(no_wrap=True))
-        self.unit = unit
-
-    def render(self, task) -> Text:
-        speed = task.fields.get("rate") or task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:.1f} {self.unit}", style="progress.data.speed")
-
-
 class TrainProgress(Progress):
     """A progress display whose bar, M/N and ETA come first on one line (they fit 80 columns), with the task's
     ``logs`` field (losses, lr, memory) on the next line, cut with an ellipsis rather than wrapped."""
@@ -163,66 +140,6 @@ class TrainProgress(Progress):
         lines = [Text(str(t.fields.get("logs", "")), no_wrap=True, overflow="ellipsis")
                  for t in self.tasks if t.visible and t.fields.get("logs")]
         yield Group(table, *lines)
-
-
-class PlainProgress:
-    """Progress for pipes and log files: a line at each tenth of the work (and at the end) with the count, the
-    rate and the ETA, so a log never stays silent for long."""
-
-    def __init__(self, emit, label: str, total: int, unit: str = "images") -> None:
-        self.emit, self.label, self.total, self.unit = emit, label, max(int(total), 0), unit
-        self.done, self.started, self.next_tenth = 0, time.perf_counter(), 1
-
-    def advance(self, n: int) -> None:
-        self.done = min(self.done + int(n), self.total) if self.total else self.done + int(n)
-        if self.total and self.done * 10 < self.next_tenth * self.total and self.done < self.total:
-            return
-        while self.total and self.next_tenth * self.total <= self.done * 10:
-            self.next_tenth += 1
-        seconds = time.perf_counter() - self.started
-        rate = self.done / max(seconds, 1e-9)
-        eta = (self.total - self.done) / rate if rate > 0 and self.total else 0.0
-        self.emit(f"{self.label} {self.done}/{self.total} {self.unit} {rate:.1f}/s "
-                  f"elapsed {format_duration(seconds)} eta {format_duration(eta)}")
-
-
-class ImageProgress:
-    """A bar with images done / total, img/s and ETA (terminal) or :class:`PlainProgress` lines (pipes), for
-    ``segkit eval`` and other loops over images: ``with ImageProgress(console, n, "eval") as bar: bar.advance(k)``."""
-
-    def __init__(self, console: Console, total: int, label: str = "eval", unit: str = "img/s") -> None:
-        self.console, self.total, self.label, self.unit = console, total, label, unit
-
-    def __enter__(self) -> ImageProgress:
-        if self.console.is_terminal:
-            self.progress = Progress(*progress_columns(self.unit), console=self.console, transient=True,
-                                     expand=True)
-            self.progress.start()
-            self.task = self.progress.add_task(self.label, total=self.total)
-            self.plain = None
-        else:
-            self.progress = None
-            self.plain = PlainProgress(lambda t: self.console.print(t, highlight=False, markup=False),
-                                       self.label, self.total, unit="images")
-        return self
-
-    def advance(self, n: int) -> None:
-        if self.progress is not None:
-            self.progress.advance(self.task, n)
-        else:
-            self.plain.advance(n)
-
-    def __exit__(self, *exc) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-
-def progress_columns(unit: str = "img/s") -> list[ProgressColumn]:
-    return [TextColumn("[bold blue]{task.description}", table_column=Column(no_wrap=True)),
-            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=10)),
-            MofNCompleteColumn(table_column=Column(no_wrap=True)),
-            TimeElapsedColumn(table_column=Column(no_wrap=True)), TextColumn("ETA", table_column=Column(no_wrap=True)),
-            TimeRemainingColumn(table_column=Column(no_wrap=True)), RateColumn(unit)]
 
 
 class ProgressDisplay(Callback):
@@ -314,16 +231,21 @@ class ProgressDisplay(Callback):
 
 
 class Checkpointer(Callback):
-    """``last.pt`` (full state) each epoch, ``best.pt`` (weights and EMA) when the mIoU improves, ``epoch_N.pt``
-    every ``save_interval_epochs`` when that is set (the newest ``max_keep_ckpts`` kept); a non-finite loss stops
-    training, keeping the last good checkpoint. See :mod:`segkit.engine.checkpoint`."""
+    """``checkpoints/epoch_N.pt`` every ``save_interval_epochs`` and at the end, ``last.pt`` each epoch,
+    ``best.pt`` when the mIoU improves."""
 
-    def __init__(self, ckpt_dir: Path, save_interval: int | None = None) -> None:
+    def __init__(self, ckpt_dir: Path, save_interval: int) -> None:
         self.dir, self.save_interval = ckpt_dir, save_interval
 
-    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
-        check_finite_losses(trainer, logs, self.dir)
-
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
-        save_epoch_checkpoints(trainer, epoch, self.dir, self.save_interval,
-                               getattr(trainer.recipe, "max_keep_ckpts", None))
+        state = trainer.state_dict()
+        if epoch % self.save_interval == 0 or epoch == trainer.max_epochs:
+            save_checkpoint(state, self.dir / f"epoch_{epoch}.pt")
+        if trainer.last_eval_epoch == epoch and trainer.metrics:
+            miou = trainer.metrics.get("mIoU") or 0.0
+            if miou >= trainer.best_miou:
+                trainer.best_miou = miou
+                state["best_miou"] = miou
+                save_checkpoint(state, self.dir / "best.pt")
+        state["best_miou"] = trainer.best_miou
+        save_checkpoint(state, self.dir / "last.pt")
