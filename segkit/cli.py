@@ -197,7 +197,15 @@ def prepare_data(name: Annotated[str | None, typer.Argument(help="Dataset name (
         if name is None and not list_:
             raise SegkitError("give a dataset NAME (listed above)")
         return
-    summary = api.prepare_data(name, root, from_archive)
+    from .data.prepare.download import PROGRESS_HOOK
+    from .engine.report.display import ByteProgress
+
+    with ByteProgress(err_console, f"download {name}") as bar:
+        token = PROGRESS_HOOK.set(bar)
+        try:
+            summary = api.prepare_data(name, root, from_archive)
+        finally:
+            PROGRESS_HOOK.reset(token)
     _kv_table(f"prepared {name}", summary)
 
 
@@ -323,8 +331,10 @@ def check_data(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")]
     from . import api
     from .errors import DataError
 
-    with console.status("reading every sample ..."):
-        report = api.check_data(recipe, set_ or [], split=split)
+    from .engine.report.display import SplitProgress
+
+    with SplitProgress(err_console) as progress:
+        report = api.check_data(recipe, set_ or [], split=split, progress=progress)
     if as_json:
         print(json.dumps(report, indent=2))
     for name, part in ({} if as_json else report["splits"]).items():

@@ -8,6 +8,7 @@ becomes a :class:`DownloadError` explaining how to supply the file by hand.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import http.client
 import os
@@ -24,6 +25,9 @@ CHUNK_SIZE = 1 << 20
 USER_AGENT = "segkit-downloader"
 Progress = Callable[[int, "int | None"], None]
 """``progress(bytes_done, total_bytes_or_None)``, called after every chunk."""
+PROGRESS_HOOK: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("segkit_download_progress",
+                                                                               default=None)
+"""The ``progress`` of downloads that are given none (``segkit prepare-data`` sets it to draw a byte bar)."""
 
 
 class _Retry(Exception):
@@ -103,6 +107,7 @@ def download(
     dest = Path(dest)
     if dest.is_file() and (sha256 is None or file_sha256(dest) == sha256.lower()):
         return dest
+    progress = progress or PROGRESS_HOOK.get()
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     opener = urllib.request.build_opener(_HTTPHandler(connect_timeout), _HTTPSHandler(connect_timeout))

@@ -95,6 +95,9 @@ class ByteProgress:
         return self
 
     def __call__(self, done: int, total: int | None) -> None:
+        if done < getattr(self, "last_done", 0):  # the next file
+            self.next_tenth, self.started = 1, time.perf_counter()
+        self.last_done = done
         if self.progress is not None:
             self.progress.update(self.task, completed=done, total=total)
             return
@@ -157,3 +160,31 @@ def progress_columns(unit: str = "img/s") -> list[ProgressColumn]:
             TimeRemainingColumn(table_column=Column(no_wrap=True)), RateColumn(unit)]
 
 
+
+
+class SplitProgress:
+    """``progress(split, done, total)`` (``segkit check-data``) drawn as one :class:`ImageProgress` per split."""
+
+    def __init__(self, console: Console, verb: str = "check") -> None:
+        self.console, self.verb = console, verb
+        self.split, self.bar, self.done = None, None, 0
+
+    def __call__(self, split: str, done: int, total: int) -> None:
+        if split != self.split:
+            self.close()
+            self.bar = ImageProgress(self.console, total, f"{self.verb} {split}", unit="samples/s",
+                                     noun="samples").__enter__()
+            self.split, self.done = split, 0
+        self.bar.advance(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+    def __enter__(self) -> SplitProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
