@@ -1,7 +1,14 @@
-"""The ``segkit`` command: a thin Typer adapter over :mod:`segkit.api`, rendered with rich."""
+"""The ``segkit`` command: a thin Typer adapter over :mod:`segkit.api`, rendered with rich.
+
+Start-up is instant: this module imports only Typer and rich. Each command imports its machinery (``segkit.api``,
+torch, the registries) inside its function, so ``segkit --help``, ``segkit CMD --help``, shell completion and
+``segkit list-registry`` (answered from the registry manifest) never import torch. Keep it so:
+``tests/cli/test_startup.py`` fails when a heavy module is imported at start-up.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -9,30 +16,87 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="segkit: semantic segmentation for PyTorch, configured by TOML recipes.")
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe key: KEY.PATH=VALUE (TOML value).")]
 CkptOpt = Annotated[Path | None, typer.Option("--checkpoint", "-c", help="Weights to use (default: run dir's best.pt, else last.pt).")]
-TTAOpt = Annotated[str | None, typer.Option("--tta", help="Test-time augmentation: none, flip, ms, ms+flip.")]
+TTA_CHOICES = ("none", "flip", "ms", "ms+flip")  # segkit.evaluation.inference.TTA_PRESETS (a test keeps them equal)
+EXPORT_FORMATS = ("onnx", "torchscript")
+
+
+def _complete_from(choices):
+    """A Typer completion function offering ``choices`` that start with what was typed."""
+    return lambda incomplete: [c for c in choices if c.startswith(incomplete)]
+
+
+def _complete_kind(incomplete: str) -> list[str]:
+    from .manifest import kinds
+
+    return [k for k in kinds() if k.startswith(incomplete)]
+
+
+def _complete_component(ctx: typer.Context, incomplete: str) -> list[str]:
+    from .manifest import kinds, names
+
+    # while completing an option's value, click may leave the KIND argument unparsed in ctx.args
+    kind = ctx.params.get("kind") or next((a for a in ctx.args if a in kinds()), None)
+    return [n for n in names(kind) if n.lower().startswith(incomplete.lower())]
+
+
+TTAOpt = Annotated[str | None, typer.Option("--tta", help="Test-time augmentation: none, flip, ms, ms+flip.",
+                                            autocompletion=_complete_from(TTA_CHOICES))]
 _ARGV: list[str] = []
 LAUNCH_OPTS = {"--gpus", "--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint"}
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"segkit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(plugin: Annotated[list[str] | None, typer.Option("--plugin", help="Import a module that registers components.")] = None,
-          debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")] = False) -> None:
-    from . import api
+          debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")] = False,
+          version: Annotated[bool, typer.Option("--version", help="Print segkit's version and exit.", is_eager=True,
+                                                callback=_print_version)] = False) -> None:
+    from .plugins import load_plugins
 
-    api.load_plugins(plugin or [])
+    with _stdout_to_stderr():  # what a plugin prints on import must not mix with a command's (JSON) output
+        load_plugins(plugin or [])
+
+
+def _launch_processes(gpus: int, nproc: int, device: str | None) -> int:
+    """How many processes to run: ``--gpus N`` (one per visible GPU) or ``--nproc N`` (CPU processes, gloo)."""
+    from .errors import SegkitError
+
+    if gpus and nproc:
+        raise SegkitError(f"--gpus {gpus} and --nproc {nproc}: give one (--gpus: GPU processes; --nproc: CPU ones)")
+    if gpus < 0 or nproc < 0:
+        raise SegkitError("--gpus and --nproc take a process count >= 1")
+    if nproc and device and device != "cpu":
+        raise SegkitError(f"--nproc runs CPU processes, not --device {device}; use --gpus N for GPU processes")
+    if gpus:
+        import torch
+
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible == 0:
+            raise SegkitError(f"--gpus {gpus}: no CUDA GPU is visible; use --nproc {gpus} for CPU processes")
+        if gpus > visible:
+            raise SegkitError(f"--gpus {gpus}: only {visible} CUDA GPU{'s are' if visible > 1 else ' is'} visible "
+                              f"on this machine; use --gpus {visible} or fewer (CUDA_VISIBLE_DEVICES="
+                              f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    return gpus or nproc
 
 
 def _strip_launch_options(argv: list[str]) -> list[str]:
@@ -68,7 +132,6 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Train a recipe: rich progress, evaluation and checkpoints in its work_dir."""
     from . import api
-    from .errors import SegkitError
 
     if report_to is not None:
         names = [n.strip() for n in report_to.split(",") if n.strip() and n.strip().lower() != "none"]
@@ -77,13 +140,12 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
     if print_recipe:
         console.print(api.print_recipe(recipe, set_ or [], work_dir), markup=False, highlight=False)
         return
-    procs = gpus or nproc
-    if gpus and not __import__("torch").cuda.is_available():
-        raise SegkitError(f"--gpus {gpus}: no CUDA GPU is visible; use --nproc {gpus} for CPU processes")
+    procs = _launch_processes(gpus, nproc, device)
     if procs > 1 and "LOCAL_RANK" not in os.environ:
-        from .engine.distributed import relaunch
+        from .engine.distributed import DEVICE_KIND_ENV, relaunch
 
         api.load_recipe(recipe, set_ or [], work_dir=work_dir)  # report recipe errors once, before launching
+        os.environ[DEVICE_KIND_ENV] = "cuda" if gpus else "cpu"  # the children's device; they never see --nproc
         raise typer.Exit(relaunch(_strip_launch_options(_ARGV), procs, nnodes, node_rank, rdzv_endpoint))
     result = api.train(recipe, set_ or [], work_dir=work_dir, resume=resume, seed=seed,
                        deterministic=True if deterministic else None, dry_run=dry_run,
@@ -129,18 +191,24 @@ def infer(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
           out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("predictions"),
           checkpoint: CkptOpt = None, set_: SetOpt = None, tta: TTAOpt = None,
           alpha: Annotated[float, typer.Option(help="Overlay opacity of the colour mask.")] = 0.5,
+          side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Also write <name>_side.png: image | [ground truth |] prediction.")] = False,
+          gt_dir: Annotated[Path | None, typer.Option("--gt-dir", help="Ground-truth label maps (<name>.png, same layout) for --side-by-side.")] = None,
           device: Annotated[str | None, typer.Option("--device")] = None) -> None:
-    """Predict label maps: <stem>.png (class ids) and <stem>_overlay.png (palette over the image)."""
+    """Predict label maps: <name>.png (palette PNG of class ids), <name>_overlay.png (with a legend),
+    predictions.jsonl; folders are searched recursively and their structure kept under --out."""
     from . import api
 
     records = api.infer(target, inputs, out, checkpoint=checkpoint, overrides=set_ or [], tta=tta,
-                        device=device, alpha=alpha)
-    console.print(f"wrote {len(records)} label maps and overlays to {out}")
+                        device=device, alpha=alpha, side_by_side=side_by_side, gt_dir=gt_dir,
+                        console=err_console)
+    console.print(f"wrote {len(records)} label maps and overlays to {out} (index: {out / 'predictions.jsonl'})",
+                  highlight=False)
 
 
 @app.command()
 def export(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with --checkpoint.")],
-           format: Annotated[str, typer.Option("--format", "-f", help="onnx or torchscript.")] = "onnx",
+           format: Annotated[str, typer.Option("--format", "-f", help="onnx or torchscript.",
+                                               autocompletion=_complete_from(EXPORT_FORMATS))] = "onnx",
            out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file.")] = None,
            checkpoint: CkptOpt = None, set_: SetOpt = None,
            input_size: Annotated[str | None, typer.Option("--input-size", help="HxW, e.g. 512x512.")] = None,
@@ -235,15 +303,17 @@ def info(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")], set_
 
 
 @app.command("list-registry")
-def list_registry(kind: Annotated[str | None, typer.Argument(help="backbones, segmentors, heads, losses, datasets, transforms, optimizers, schedulers, norms, activations, preparers.")] = None,
-                  filter_: Annotated[str | None, typer.Option("--filter", help="Glob on names, e.g. 'Res*'.")] = None,
-                  info: Annotated[str | None, typer.Option("--info", help="Show one component's arguments.")] = None,
-                  as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """List registered components (name, where defined, summary)."""
-    from . import api
-
+def list_registry(kind: Annotated[str | None, typer.Argument(help="A registry: backbones, heads, segmentors, necks, losses, datasets, transforms, optimizers, schedulers, norms, activations, ... (all when omitted).", autocompletion=_complete_kind)] = None,
+                  filter_: Annotated[str | None, typer.Option("--filter", help="Case-insensitive glob on names ('res*'); plain text matches anywhere in a name.")] = None,
+                  info: Annotated[str | None, typer.Option("--info", help="Show one component's arguments (a backbone's outputs too).", autocompletion=_complete_component)] = None,
+                  wide: Annotated[bool, typer.Option("--wide", "-w", help="Also show where each component is defined and backbones' structure types.")] = False,
+                  as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (JSON alone on stdout).")] = False) -> None:
+    """List registered components: name and one-line summary (from the registry manifest; --info imports)."""
     if info:
-        data = api.registry_info(kind or "backbones", info)
+        from . import api
+
+        with _stdout_to_stderr(as_json):
+            data = api.registry_info(kind or _kind_of(info), info)
         if as_json:
             print(json.dumps(data, indent=2))
             return
@@ -253,19 +323,96 @@ def list_registry(kind: Annotated[str | None, typer.Argument(help="backbones, se
                        for t, f in data["structure_types"].items()}
             _kv_table("structure types: outputs as channels@/stride", outputs, ("structure_type", "outputs"))
         return
-    listing = api.list_registry(kind, filter_)
+    with _stdout_to_stderr(as_json):
+        listing = _registry_listing(kind, filter_)
     if as_json:
         print(json.dumps(listing, indent=2))
         return
+    _print_listing(listing, filter_, wide)
+
+
+def _registry_listing(kind: str | None, pattern: str | None) -> dict[str, list[dict]]:
+    """From the live registries when plugins are loaded (their components are only there) or the registries are
+    imported in this process anyway; else from the manifest (no torch import; a test keeps it identical)."""
+    from .plugins import loaded_plugins
+
+    registry = sys.modules.get("segkit.registry")
+    if loaded_plugins() or (registry is not None and registry.builtin_components_loaded()):
+        from . import api
+
+        return api.list_registry(kind, pattern)
+    from .manifest import listing
+
+    return listing(kind, pattern)
+
+
+def _kind_of(name: str) -> str:
+    """The registry holding ``name``, for ``--info NAME`` without a kind."""
+    from .errors import SegkitError, did_you_mean
+    from .manifest import kinds_of
+
+    source = _registry_listing(None, None)
+    found = kinds_of(name, source)
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise SegkitError(f"--info {name}: registered as {' and '.join(found)}; give the kind, e.g. "
+                          f"`segkit list-registry {found[0]} --info {name}`")
+    known = {row["name"] for rows in source.values() for row in rows}
+    raise SegkitError(f"--info {name}: no registered component has that name{did_you_mean(name, known)}; "
+                      "`segkit list-registry` lists them")
+
+
+def _print_listing(listing: dict[str, list[dict]], pattern: str | None, wide: bool) -> None:
+    """One table per kind, readable at 80 columns: name and summary (cut with an ellipsis), one line each."""
     for k, rows in listing.items():
-        columns = ["name", "defined in", "summary"] + (["structure types"] if k == "backbones" else [])
-        table = Table(*columns, title=f"{k} ({len(rows)})")
+        if not rows:
+            console.print(escape(f"{k}: none matches '{pattern}'" if pattern else f"{k}: none registered"))
+            continue
+        table = Table(title=f"{k} ({len(rows)})", title_justify="left")
+        name_width = max(len(row["name"]) for row in rows)
+        table.add_column("name", no_wrap=True, style="bold", min_width=name_width)
+        if wide:
+            table.add_column("defined in", overflow="fold")
+            table.add_column("summary", overflow="fold")
+        else:  # the rest of the line (7 = the borders and padding), the summary cut with an ellipsis
+            table.add_column("summary", no_wrap=True, overflow="ellipsis",
+                             max_width=max(12, console.width - name_width - 7))
+        show_types = wide and k == "backbones"
+        if show_types:
+            table.add_column("structure types", overflow="fold")
         for row in rows:
-            cells = [row["name"], row["where"], row["summary"]]
-            if k == "backbones":
-                cells.append(", ".join(row["structure_types"]) or "-")
+            cells = [row["name"], *([row["where"]] if wide else []), row["summary"] or "-"]
+            if show_types:
+                cells.append(", ".join(row.get("structure_types", [])) or "-")
             table.add_row(*map(escape, cells))
         console.print(table)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool = True):
+    """While a ``--json`` answer is computed, anything else written to stdout (a plugin's or library's print, a
+    C extension's message on file descriptor 1) goes to stderr, so that stdout holds the JSON alone."""
+    if not active:
+        yield
+        return
+    saved = None
+    try:
+        out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured or replaced stream: redirect in Python only
+        out_fd = err_fd = None
+    if out_fd is not None:
+        sys.stdout.flush()
+        saved = os.dup(out_fd)
+        os.dup2(err_fd, out_fd)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            sys.stdout.flush()
+            os.dup2(saved, out_fd)
+            os.close(saved)
 
 
 def _fmt(value) -> str:
@@ -294,6 +441,12 @@ def _rank_tag() -> str:
     return escape(f" [rank {os.environ['RANK']}]") if int(os.environ.get("WORLD_SIZE", 1)) > 1 else ""
 
 
+# Typer >= 0.20 ships its own copy of click, whose exceptions are not the ``click`` package's; take the classes
+# from Typer's public BadParameter (a UsageError subclass in either case) so both kinds of Typer are covered.
+_USAGE_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_ABORTS = tuple({typer.Abort, *(getattr(sys.modules[c.__module__], "Abort", typer.Abort) for c in _USAGE_ERRORS)})
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors exit 2 with a one-line message; anything else exits 1 (traceback with --debug)."""
     from .errors import SegkitError
@@ -303,10 +456,10 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     try:
         code = app(args=argv, prog_name="segkit", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except _USAGE_ERRORS as exc:  # unknown option or command, missing or bad argument: segkit's exit code 2
         exc.show()
         code = 2
-    except click.exceptions.Abort:
+    except _ABORTS:
         code = 130
     except SegkitError as exc:
         err_console.print(f"[bold red]error:[/]{_rank_tag()} {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -325,7 +478,8 @@ def main(argv: list[str] | None = None) -> None:
 
 @app.command("check-data")
 def check_data(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")], set_: SetOpt = None,
-               split: Annotated[str, typer.Option("--split", help="train, test or both.")] = "both",
+               split: Annotated[str, typer.Option("--split", help="train, test or both.",
+                                                  autocompletion=_complete_from(("train", "test", "both")))] = "both",
                as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Read every sample once: report unreadable files, image/mask size mismatches, labels outside the classes."""
     from . import api

@@ -16,7 +16,6 @@ before any model is built.
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import importlib
 import inspect
@@ -28,10 +27,30 @@ from typing import Any
 import pydantic
 
 from .errors import RecipeError, did_you_mean
+from .manifest import matches, summarize
+
+# The modules whose import registers the built-in components. The built-in registries import them on first use
+# (a lookup, a listing, a build), so ``from segkit.registry import BACKBONES`` is always complete, while
+# ``import segkit`` and the CLI's help stay free of torch.
+BUILTIN_COMPONENT_MODULES = ("segkit.data", "segkit.models", "segkit.engine.optim")
+_builtins_state = {"loaded": False}
 
 
-def _first_line(doc: str | None) -> str:
-    return (doc or "").strip().split("\n", 1)[0].strip()
+def load_builtin_components() -> None:
+    """Import every module that registers built-in components (once; re-entrant calls return at once)."""
+    if _builtins_state["loaded"]:
+        return
+    _builtins_state["loaded"] = True  # set first: modules being imported may look names up
+    try:
+        for module in BUILTIN_COMPONENT_MODULES:
+            importlib.import_module(module)
+    except BaseException:
+        _builtins_state["loaded"] = False
+        raise
+
+
+def builtin_components_loaded() -> bool:
+    return _builtins_state["loaded"]
 
 
 @functools.cache
@@ -59,15 +78,21 @@ def _hints(obj: Callable) -> dict[str, Any]:
 class Registry:
     """A name -> component mapping with validated construction."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, builtin: bool = False) -> None:
         self.kind = kind
+        self.builtin = builtin  # filled by :func:`load_builtin_components` before its first lookup
         self._entries: dict[str, Callable] = {}
+
+    def _ensure_loaded(self) -> None:
+        if self.builtin and not _builtins_state["loaded"]:
+            load_builtin_components()
 
     # ----------------------------------------------------------------- registration
     def register(self, name: str | None = None, obj: Callable | None = None, *, force: bool = False):
         """Register ``obj`` under ``name``; without ``obj`` this is a decorator. Duplicate names fail."""
 
         def add(item: Callable) -> Callable:
+            self._ensure_loaded()  # built-ins first: a plugin reusing a built-in name fails here, not later
             key = name or item.__name__
             if key in self._entries and not force and self._entries[key] is not item:
                 raise KeyError(f"{self.kind} '{key}' is already registered ({self.where(key)})")
@@ -79,6 +104,7 @@ class Registry:
     # ----------------------------------------------------------------- lookup
     def get(self, name: str, path: str = "type") -> Callable:
         """Return the component called ``name``; a miss lists the valid names and the closest match."""
+        self._ensure_loaded()
         if name not in self._entries:
             names = ", ".join(sorted(self._entries))
             raise RecipeError(
@@ -87,30 +113,35 @@ class Registry:
         return self._entries[name]
 
     def names(self) -> list[str]:
+        self._ensure_loaded()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._ensure_loaded()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        self._ensure_loaded()
         return len(self._entries)
 
     def items(self) -> list[tuple[str, Callable]]:
         return [(n, self._entries[n]) for n in self.names()]
 
     def where(self, name: str) -> str:
-        obj = self._entries[name]
+        obj = self.get(name)
         module = getattr(obj, "__module__", "?")
         return f"{module}.{getattr(obj, '__qualname__', name)}"
 
     def summary(self, name: str) -> str:
-        return _first_line(getattr(self._entries[name], "__doc__", ""))
+        """The first sentence of the component's docstring, reStructuredText markup stripped."""
+        return summarize(getattr(self.get(name), "__doc__", ""))
 
     def filter(self, pattern: str | None) -> list[str]:
-        return [n for n in self.names() if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+        """Names matching ``pattern``: a case-insensitive glob; without wildcards, a substring."""
+        return [n for n in self.names() if matches(n, pattern)]
 
     # ----------------------------------------------------------------- validation and construction
     def parameters(self, name: str) -> dict[str, inspect.Parameter]:
@@ -240,21 +271,21 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
-BACKBONES = Registry("backbone")
-HEADS = Registry("head")
-SEGMENTORS = Registry("segmentor")
-LOSSES = Registry("loss")
-NECKS = Registry("neck")
-CRITERIA = Registry("criterion")
-SAMPLERS = Registry("pixel sampler")
-TARGETS = Registry("target")
-DATASETS = Registry("dataset")
-TRANSFORMS = Registry("transform")
-OPTIMIZERS = Registry("optimizer")
-SCHEDULERS = Registry("scheduler")
-NORMS = Registry("norm")
-ACTIVATIONS = Registry("activation")
-PREPARERS = Registry("dataset preparer")
+BACKBONES = Registry("backbone", builtin=True)
+HEADS = Registry("head", builtin=True)
+SEGMENTORS = Registry("segmentor", builtin=True)
+LOSSES = Registry("loss", builtin=True)
+NECKS = Registry("neck", builtin=True)
+CRITERIA = Registry("criterion", builtin=True)
+SAMPLERS = Registry("pixel sampler", builtin=True)
+TARGETS = Registry("target", builtin=True)
+DATASETS = Registry("dataset", builtin=True)
+TRANSFORMS = Registry("transform", builtin=True)
+OPTIMIZERS = Registry("optimizer", builtin=True)
+SCHEDULERS = Registry("scheduler", builtin=True)
+NORMS = Registry("norm", builtin=True)
+ACTIVATIONS = Registry("activation", builtin=True)
+PREPARERS = Registry("dataset preparer", builtin=True)
 
 REGISTRIES: dict[str, Registry] = {
     "backbones": BACKBONES,

@@ -13,6 +13,10 @@ from torch import nn
 
 from ..errors import SegkitError
 
+DEVICE_KIND_ENV = "SEGKIT_DEVICE_KIND"
+"""Set by ``segkit train --nproc N`` (``cpu``) and ``--gpus N`` (``cuda``) for the processes it launches, which
+do not see those options: ``--nproc`` means CPU processes (gloo) even on a machine with GPUs."""
+
 
 @dataclass
 class DistContext:
@@ -38,7 +42,11 @@ def init_distributed(init_process_group_cfg: dict | None = None, device: str | N
     rank = int(os.environ.get("RANK", 0))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
-    use_cuda = torch.cuda.is_available() and device != "cpu"
+    kind = device or os.environ.get(DEVICE_KIND_ENV)  # --nproc children: "cpu" even where GPUs are visible
+    use_cuda = torch.cuda.is_available() and kind != "cpu"
+    if use_cuda and local_rank >= torch.cuda.device_count():
+        raise SegkitError(f"process {local_rank} of this node has no GPU: {torch.cuda.device_count()} visible; "
+                          "run at most that many GPU processes (--gpus), or CPU ones with --nproc")
     dev = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
