@@ -68,14 +68,20 @@ class _Holder(nn.Module):
         self.backbone = backbone
 
 
-def carry_segmentor(ssseg_model: nn.Module, segkit_model: nn.Module) -> None:
-    segkit_model.load_state_dict(convert_ssseg_state_dict(ssseg_model.state_dict(), segkit_model), strict=True)
+LOW_MEMORY_PARAMS = 150_000_000
+"""From this many parameters on, :func:`run_pair` lets segkit's model share SSSeg's float64 tensors instead of
+holding a float64 copy of its own (BEiT-L's UPerNet at 640x640 otherwise needs over 10 GB)."""
 
 
-def carry_backbone(ssseg_backbone: nn.Module, segkit_backbone: nn.Module) -> None:
+def carry_segmentor(ssseg_model: nn.Module, segkit_model: nn.Module, share: bool = False) -> None:
+    segkit_model.load_state_dict(convert_ssseg_state_dict(ssseg_model.state_dict(), segkit_model), strict=True,
+                                 assign=share)
+
+
+def carry_backbone(ssseg_backbone: nn.Module, segkit_backbone: nn.Module, share: bool = False) -> None:
     holder = _Holder(segkit_backbone)
     state = {f"backbone_net.{k}": v for k, v in ssseg_backbone.state_dict().items()}
-    holder.load_state_dict(convert_ssseg_state_dict(state, holder), strict=True)
+    holder.load_state_dict(convert_ssseg_state_dict(state, holder), strict=True, assign=share)
 
 
 def relative_difference(reference: torch.Tensor, other: torch.Tensor) -> float:
@@ -129,12 +135,23 @@ def run_pair(ssseg_model: nn.Module, segkit_model: nn.Module, carry: Callable, f
     row: dict[str, Any] = {"params_ssseg": count_params(ssseg_model), "params_segkit": count_params(segkit_model)}
     randomise(ssseg_model, seed)
     ssseg_model.double().eval()
-    segkit_model.double().eval()
-    carry(ssseg_model, segkit_model)
     images = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
-    with torch.no_grad():
-        reference = as_list(forward_ssseg(ssseg_model, images.clone()))
-        other = as_list(forward_segkit(segkit_model, images.clone()))
+    if row["params_ssseg"] < LOW_MEMORY_PARAMS:
+        segkit_model.double().eval()
+        carry(ssseg_model, segkit_model)
+        with torch.no_grad():
+            reference = as_list(forward_ssseg(ssseg_model, images.clone()))
+            other = as_list(forward_segkit(segkit_model, images.clone()))
+    else:
+        # SSSeg's forward first; then segkit's model takes SSSeg's tensors themselves (load_state_dict(assign=True):
+        # its own float32 ones are freed), and its remaining buffers become float64
+        with torch.no_grad():
+            reference = as_list(forward_ssseg(ssseg_model, images.clone()))
+        carry(ssseg_model, segkit_model, share=True)
+        segkit_model.double().eval()
+        with torch.no_grad():
+            other = as_list(forward_segkit(segkit_model, images.clone()))
+        row["shared_weights"] = True
     worst, note = compare_outputs(reference, other)
     row["max_rel_diff"] = worst
     row["output_shapes"] = [list(t.shape) for t in reference]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .compare import TOLERANCE
+from .compare import STD_ENTRIES, TOLERANCE
 
 
 def _num(value) -> str:
@@ -15,6 +15,27 @@ def _diff(value) -> str:
 
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def is_ok(row: dict) -> bool:
+    """The row matched: ``ok``, possibly with a remark in parentheses (a shim, a patched SSSeg build bug)."""
+    return str(row.get("status", "")).split(" (", 1)[0] == "ok"
+
+
+def summary(recipes: dict) -> list[str]:
+    """One line per segmentor type: recipe rows, how many are ok, and the others."""
+    by_type: dict[str, list[str]] = {}
+    for path, row in recipes.items():
+        by_type.setdefault(row.get("segmentor") or "?", []).append(path)
+    lines = ["| segmentor | rows | ok | not ok |", "|---|---:|---:|---|"]
+    for segmentor in sorted(by_type, key=str.lower):
+        paths = by_type[segmentor]
+        bad = [p for p in paths if not is_ok(recipes[p])]
+        lines.append(f"| {segmentor} | {len(paths)} | {len(paths) - len(bad)} | "
+                     f"{', '.join(f'`{p}`' for p in bad) or '–'} |")
+    bad = sum(not is_ok(row) for row in recipes.values())
+    lines.append(f"| **all** | **{len(recipes)}** | **{len(recipes) - bad}** | {bad} |")
+    return lines
 
 
 def markdown(results: dict, size: tuple[int, int]) -> str:
@@ -31,6 +52,25 @@ def markdown(results: dict, size: tuple[int, int]) -> str:
         f"(1x3x{size[0]}x{size[1]} unless the row says otherwise): max relative difference = max|a - b| / max|a| "
         f"(SSSeg's `seg_logits` vs segkit's `out`, both at head resolution; every output for backbones). "
         f"`ok` = same parameter count and a difference of at most {TOLERANCE:g}.",
+        "",
+        "* **mmcv ops.** SSSeg 1.7.0 takes four ops from `mmcv.ops` (CCNet's `CrissCrossAttention`, PSANet's "
+        "`PSAMask`, PointRend's `point_sample`, Mask2Former's multi-scale deformable attention core); without mmcv "
+        "it cannot build or run those models. The parity run binds segkit's pure-PyTorch op (same signature, and "
+        "for `CrissCrossAttention` the same parameters as mmcv's) to that name in SSSeg's module, so SSSeg's side "
+        "of those rows runs segkit's op too: these rows (status `ok (segkit's op on SSSeg's side, see note)`) "
+        "prove the wiring and the weights of everything around the op; the ops themselves are proven separately "
+        "by segkit's loop-reference tests. Every other parameter and module on SSSeg's side is SSSeg's own.",
+        "* **Randomised standard deviations.** Entries that SSSeg's model uses as a standard deviation are drawn "
+        "from U[0.5, 1.5) instead of around their own scale (a negative std is an error): "
+        + ", ".join(f"`{k}`" for k in STD_ENTRIES) + " (MCIBI++'s memory, column 1).",
+        "* **SSSeg bugs.** A row marked `SSSeg 1.7.0 bug` is compared as SSSeg builds it and once more with the fix "
+        "named in the status (`KNOWN_DIFFERENCES` in `parity/run.py`); `SSSeg 1.7.0 build bug patched` means "
+        "SSSeg cannot build the model as shipped and the note says what the run patches (nothing that changes what "
+        "the model computes).",
+        "",
+        "## Summary",
+        "",
+        *summary(recipes),
         "",
         "## Recipes",
         "",

@@ -49,9 +49,11 @@ from parity import compare, ssseg_side  # noqa: E402
 from parity.rows import BackboneRow, backbone_rows, recipe_rows  # noqa: E402
 
 SIZE = (64, 64)
-SIZE_OVERRIDES: dict[str, tuple[int, int]] = {"BEiT:*": (640, 640), "recipes/beit/*": (640, 640)}
-"""Rows (fnmatch patterns) that need another input than :data:`SIZE`: SSSeg's BEiT attention has relative position
-tables for exactly its ``img_size`` (640) and does not resize them."""
+SIZE_OVERRIDES: dict[str, tuple[int, int]] = {"BEiT:*": (640, 640), "recipes/beit/*": (640, 640),
+                                               "MAE:*": (512, 512), "recipes/mae/*": (512, 512)}
+"""Rows (fnmatch patterns) that need another input than :data:`SIZE`: SSSeg's BEiT attention (and MAE's, built on
+it) has relative position tables for exactly its ``img_size`` (BEiT 640, SSSeg's MAE config 512) and does not resize
+them."""
 
 _V2_ARCH = ("SSSeg 1.7.0's MobileViTV2 takes its architecture from `arch` (default mobilevitv2_050) and never from "
             "structure_type, so this table builds the 0.5-width network (and with pretrained=True its strict load of "
@@ -359,7 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.report:
-        _save(_load(args.json), args)
+        results = _load(args.json)
+        for row in (v for k, v in results.items() if k != "backbones" and "segmentor" not in v):
+            row["segmentor"] = ssseg_side.load_config(row["config"])["type"]
+        _save(results, args)
         return 0
     if args.worker:
         _serve(args)
@@ -424,6 +429,7 @@ def _run_jobs(jobs, types, results, worker, isolated, args, SEGMENTORS) -> None:
                 isolated.stop()
         row["seconds"] = round(time.monotonic() - start, 1)
         if kind == "recipe":
+            row["segmentor"] = segmentor
             results[name] = row
         else:
             results.setdefault("backbones", {})[name] = row
