@@ -129,6 +129,8 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
           print_recipe: Annotated[bool, typer.Option("--print-recipe", help="Print the resolved recipe and exit.")] = False,
           dry_run: Annotated[bool, typer.Option("--dry-run", help="Build model, data and optimizer, print a summary, exit.")] = False,
           report_to: Annotated[str | None, typer.Option("--report-to", help="Experiment trackers, comma-separated: tensorboard, wandb, mlflow, or none (default: tensorboard when installed).")] = None,
+          channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="NHWC memory format for weights and batches (recipe key channels_last).")] = None,
+          compile_mode: Annotated[str | None, typer.Option("--compile", help="torch.compile the model: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs, or off (recipe table compile_cfg).")] = None,
           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Train a recipe: rich progress, evaluation and checkpoints in its work_dir."""
     from . import api
@@ -136,6 +138,11 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
     if report_to is not None:
         names = [n.strip() for n in report_to.split(",") if n.strip() and n.strip().lower() != "none"]
         set_ = [*(set_ or []), "report_to=[" + ", ".join(json.dumps(n) for n in names) + "]"]
+    if channels_last is not None:
+        set_ = [*(set_ or []), f"channels_last={str(channels_last).lower()}"]
+    if compile_mode is not None:
+        on = ["compile_cfg.enabled=true", f"compile_cfg.mode={json.dumps(compile_mode)}"]
+        set_ = [*(set_ or []), *(["compile_cfg.enabled=false"] if compile_mode == "off" else on)]
 
     if print_recipe:
         console.print(api.print_recipe(recipe, set_ or [], work_dir), markup=False, highlight=False)

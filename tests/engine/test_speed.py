@@ -3,9 +3,10 @@ place) keeps checkpoint keys plain in both directions of a resume, export sees t
 SSSegmentation's formula on the model's device, SyncBatchNorm goes where the recipe asks, and the deterministic
 replacements of the CUDA ops without a deterministic kernel equal the native ops in value and gradient.
 
-torch.compile runs with ``backend="aot_eager"`` on the CPU (Dynamo capture + AOTAutograd's joint graph, the part
-that wraps and renames modules) because Inductor's C++ compilation takes about a minute per graph on the shared
-2-core box; on a CUDA machine the same tests use Inductor."""
+torch.compile runs with ``backend="aot_eager"`` (Dynamo capture + AOTAutograd's joint graph: the parts that wrap,
+rename and differentiate) because Inductor's code generation takes about a minute per graph on the shared 2-core
+CPU box; Inductor itself is exercised on CUDA by benchmarks/bench_gpu.py (segkit's compiled training step). On a
+CUDA machine these tests run on the GPU (TF32 convolutions off where values are compared)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,15 @@ from segkit.engine.ema import ModelEMA, ema_device
 from segkit.engine.trainer import Trainer
 from segkit.recipe import load_recipe
 
-BACKEND = "inductor" if torch.cuda.is_available() else "aot_eager"
-COMPILE = ["compile_cfg.enabled=true", f'compile_cfg.backend="{BACKEND}"']
+COMPILE = ["compile_cfg.enabled=true", 'compile_cfg.backend="aot_eager"']
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+TOL = {"rtol": 1e-5, "atol": 1e-6} if DEVICE.type == "cpu" else {"rtol": 1e-4, "atol": 1e-5}
+
+
+@pytest.fixture(autouse=True)
+def exact_float32(monkeypatch):
+    """Comparisons of two float32 runs: no TF32 convolutions on CUDA (10-bit mantissas differ per algorithm)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
 
 
 def make_trainer(recipe_path, *overrides: str) -> Trainer:
@@ -56,7 +63,7 @@ def test_channels_last_step_gives_the_same_loss_and_update(tiny_recipe):
     hook.remove()
     assert seen[0].is_contiguous(memory_format=torch.channels_last)
     for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b[key], a[key], **TOL)
     for (name, p), q in zip(plain.model.state_dict().items(), nhwc.model.state_dict().values(), strict=True):
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
 
@@ -229,7 +236,7 @@ def test_trainer_uses_the_deterministic_ops_in_its_step(tiny_recipe, monkeypatch
 
     class OnCpu(DeterministicOps):
         def __init__(self):
-            super().__init__(devices=("cpu",))
+            super().__init__(devices=(DEVICE.type,))
             modes.append(self)
 
     plain, det = make_trainer(tiny_recipe), make_trainer(tiny_recipe)
@@ -239,4 +246,24 @@ def test_trainer_uses_the_deterministic_ops_in_its_step(tiny_recipe, monkeypatch
     a, b = seeded_step(plain, batch), seeded_step(det, batch)
     assert modes and modes[0].replaced.get("interpolate", 0) >= 1  # the criterion's logit resize at least
     for key in a:
-        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b[key], a[key], **TOL)
+
+
+# ---------------------------------------------------------------------------------------------- CLI flags
+def test_train_flags_set_the_recipe_keys(tiny_recipe, capsys):
+    from segkit.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(tiny_recipe), "--channels-last", "--compile", "max-autotune", "--print-recipe"])
+    assert exit_info.value.code == 0
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    printed = tomllib.loads(capsys.readouterr().out)
+    assert printed["channels_last"] is True
+    assert printed["compile_cfg"]["enabled"] is True and printed["compile_cfg"]["mode"] == "max-autotune"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(tiny_recipe), "--compile", "fastest", "--print-recipe"])
+    assert exit_info.value.code == 2
+    assert "compile_cfg.mode" in capsys.readouterr().err
