@@ -243,8 +243,12 @@ def evaluate(target: str | Path, *, checkpoint: str | Path | None = None, overri
 # ---------------------------------------------------------------------- infer
 def infer(target: str | Path, inputs: list[str | Path], out_dir: str | Path, *,
           checkpoint: str | Path | None = None, overrides: list[str] = (), tta: str | None = None,
-          device: str | None = None, alpha: float = 0.5) -> list[dict]:
-    """Predict label maps for images and folders; writes ``<stem>.png`` labels and ``<stem>_overlay.png``."""
+          device: str | None = None, alpha: float = 0.5, side_by_side: bool = False,
+          gt_dir: str | Path | None = None, console: Console | None = None) -> list[dict]:
+    """Predict label maps for image files and folders (searched recursively; their structure is kept under
+    ``out_dir``): ``<name>.png`` palette PNGs (pixel values are class ids), ``<name>_overlay.png`` with a class
+    legend, with ``side_by_side`` ``<name>_side.png`` (image | [ground truth from ``gt_dir`` |] prediction), and
+    ``predictions.jsonl`` (classes present per image). Returns the records of ``predictions.jsonl``."""
     from .engine.accel import apply_speed_settings
     from .engine.predict import run_inference
 
@@ -252,7 +256,32 @@ def infer(target: str | Path, inputs: list[str | Path], out_dir: str | Path, *,
     dev = pick_device(device)
     model = load_model(rec, ckpt, dev)
     apply_speed_settings(model, rec)  # the recipe's channels_last / compile_cfg, as in training
-    return run_inference(rec, model, inputs, Path(out_dir), device=dev, tta=tta, alpha=alpha)
+    import contextlib
+
+    from .engine.predict import collect_images
+    from .engine.report.display import ImageProgress
+
+    total = len(collect_images(inputs))
+    bar = ImageProgress(console, total, "infer") if console is not None else contextlib.nullcontext()
+    with bar as progress:
+        return run_inference(rec, model, inputs, Path(out_dir), device=dev, tta=tta, alpha=alpha,
+                             side_by_side=side_by_side, gt_dir=gt_dir,
+                             on_image=progress.advance if progress is not None else None)
+
+
+def load(target: str | Path, checkpoint: str | Path | None = None, *, overrides: list[str] = (),
+         device: str | None = None, tta: str | None = None, ema: bool = False):
+    """A trained model for notebooks and scripts: ``seg = segkit.load("runs/quickstart")`` (a run dir: its recipe
+    and best, else last, checkpoint) or ``segkit.load("recipe.toml", "weights.pt")``.
+
+    ``seg.predict(image | [images])`` returns label maps at each input's size (ndarray RGB, PIL image or path),
+    through the recipe's test pipeline and inference settings (whole/slide, TTA; ``tta`` picks a preset as
+    ``segkit eval --tta`` does); ``seg.overlay(image)``, ``seg.classnames``, ``seg.palette``.
+    Returns a :class:`segkit.engine.predict.Segmenter`.
+    """
+    from .engine.predict import load_segmenter
+
+    return load_segmenter(target, checkpoint, overrides=overrides, device=device, tta=tta, ema=ema)
 
 
 # ---------------------------------------------------------------------- export
