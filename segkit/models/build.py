@@ -217,6 +217,10 @@ class ModelBuilder:
 
 
 def segmentor_class(recipe: Any) -> type[Segmentor]:
+    from ..promptable.registry import FAMILIES, promptable_recipe_message
+
+    if recipe.type in FAMILIES and recipe.type not in SEGMENTORS:  # SSSeg's SAM family: inference only
+        raise RecipeError("type", promptable_recipe_message(recipe.type))
     cls = SEGMENTORS.get(recipe.type, path="type")
     if not (isinstance(cls, type) and issubclass(cls, Segmentor)):
         raise RecipeError("type", f"{recipe.type} is not a trainable segmentor")
