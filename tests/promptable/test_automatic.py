@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torchvision.ops import box_iou
 
 from segkit.promptable.amg_utils import (
@@ -20,6 +21,7 @@ from segkit.promptable.amg_utils import (
 )
 from segkit.promptable.automatic import AutomaticMaskGenerator
 from segkit.promptable.predictor import SamPredictor
+from segkit.promptable.sam import ImageEmbedding, Sam
 
 
 def naive_rle(mask: np.ndarray) -> list[int]:
@@ -163,3 +165,81 @@ def test_output_modes_describe_the_same_masks(small_sam):
 def test_high_thresholds_give_no_masks_without_failing(small_sam):
     records = AutomaticMaskGenerator(small_sam, points_per_side=2, pred_iou_thresh=50.0).generate(synthetic_image())
     assert records == []
+
+
+class DiskSam(Sam):
+    """A promptable model with known answers: for a point it returns three cone-shaped logit maps (positive
+    inside a disk of radius ``RADII[k]`` around the point, slope 1 per pixel) and IoU predictions that differ by
+    mask and, slightly, by point (so NMS has no ties)."""
+
+    RADII = (5.0, 12.0, 40.0)
+    IOUS = (0.95, 0.86, 0.9)
+
+    def __init__(self, image_size: int = 64) -> None:
+        super().__init__(nn.Identity(), nn.Identity(), nn.Identity(), image_size=image_size)
+
+    def run_encoder(self, images: torch.Tensor) -> ImageEmbedding:
+        return ImageEmbedding(torch.zeros(images.shape[0], 1, self.image_size // 16, self.image_size // 16))
+
+    def decode(self, embedding, points=None, point_labels=None, boxes=None, mask_input=None, multimask_output=True):
+        size = self.image_size // 4
+        centres = (torch.arange(size, dtype=torch.float64) + 0.5) * 4
+        ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+        point = points[:, 0].to(torch.float64)
+        distance = ((xs[None] - point[:, 0, None, None]) ** 2 + (ys[None] - point[:, 1, None, None]) ** 2).sqrt()
+        radii = torch.tensor(self.RADII, dtype=torch.float64)
+        logits = (radii[None, :, None, None] - distance[:, None]).float()
+        order = (point[:, 1] * 1000 + point[:, 0]).float()  # a per-point offset: no ties in NMS
+        iou = torch.tensor(self.IOUS)[None] - 1e-7 * order[:, None]
+        return (logits, iou) if multimask_output else (logits[:, :1], iou[:, :1])
+
+
+def box_overlap(a, b) -> float:
+    """IoU of two (x0, y0, x1, y1) boxes, areas as (x1 - x0) * (y1 - y0) like torchvision."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / union
+
+
+def naive_automatic_masks(model, image, points_per_side, iou_thresh, stability_thresh, nms_thresh):
+    """The generator's steps written directly: prompt each grid point, filter, greedy box NMS by score."""
+    predictor = SamPredictor(model)
+    predictor.set_image(image)
+    height, width = image.shape[:2]
+    candidates = []
+    for gy in range(points_per_side):
+        for gx in range(points_per_side):
+            point = [(gx + 0.5) / points_per_side * width, (gy + 0.5) / points_per_side * height]
+            logits, iou, _ = predictor.predict(np.array([point]), np.array([1]), return_logits=True)
+            for k in range(3):
+                mask = logits[k] > 0
+                stability = (logits[k] > 1).sum() / (logits[k] > -1).sum()
+                if iou[k] <= iou_thresh or stability < stability_thresh or not mask.any():
+                    continue
+                ys, xs = np.nonzero(mask)
+                candidates.append((float(iou[k]), [xs.min(), ys.min(), xs.max(), ys.max()], mask))
+    candidates.sort(key=lambda c: -c[0])
+    kept = []
+    for score, box, mask in candidates:
+        if all(box_overlap(box, other) <= nms_thresh for _, other, _ in kept):
+            kept.append((score, box, mask))
+    return kept
+
+
+def test_generator_keeps_exactly_the_masks_a_direct_computation_keeps():
+    model = DiskSam().eval()
+    image = np.zeros((48, 64, 3), np.uint8)
+    options = {"points_per_side": 4, "pred_iou_thresh": 0.858, "stability_score_thresh": 0.6, "box_nms_thresh": 0.7}
+    expected = naive_automatic_masks(model, image, 4, 0.858, 0.6, 0.7)
+    records = AutomaticMaskGenerator(model, points_per_batch=5, **options).generate(image)
+    radii = sorted({int(r["area"] > 1000) for r in records})
+    assert radii == [0, 1], "both the 12 px and the 40 px disks survive; NMS removed most 40 px ones"
+    assert 4 < len(expected) < 16  # 5 px disks fail stability; 12 px ones fail the IoU threshold for some points
+    assert len(records) == len(expected)
+    by_score = sorted(records, key=lambda r: -r["predicted_iou"])
+    for record, (score, box, mask) in zip(by_score, expected, strict=True):
+        assert abs(record["predicted_iou"] - score) < 1e-6
+        x0, y0, w, h = record["bbox"]
+        assert [x0, y0, x0 + w, y0 + h] == [int(v) for v in box]
+        np.testing.assert_array_equal(record["segmentation"], mask)
