@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +12,24 @@ import torch
 from rich.console import Console
 
 from .errors import SegkitError
-from .plugins import load_plugins  # noqa: F401  (part of the API; defined in a light module for the CLI)
 from .recipe import Recipe, load_recipe, recipe_to_toml
 from .registry import REGISTRIES
 
-__all__ = [
-    "build_model", "check_data", "evaluate", "export", "infer", "list_datasets", "list_registry", "load",
-    "load_model", "load_plugins", "model_info", "plot", "prepare_data", "print_recipe", "registry_info",
-    "resolve_run", "train",
-]
-"""The public functions: each command's (train, evaluate, infer, export, prepare_data, check_data, plot,
-list_registry, model_info) and the pieces for scripts (load, build_model, load_model, resolve_run ...)."""
+
+# ---------------------------------------------------------------------- plugins
+def load_plugins(modules: list[str] = ()) -> list[str]:
+    """Import ``--plugin`` modules and every ``segkit.plugins`` entry point (they register components)."""
+    loaded = []
+    for ep in entry_points(group="segkit.plugins"):
+        ep.load()
+        loaded.append(ep.value)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise SegkitError(f"--plugin {name}: cannot import it ({exc})") from None
+        loaded.append(name)
+    return loaded
 
 
 # ---------------------------------------------------------------------- train
@@ -29,8 +37,9 @@ def train(recipe: str | Path, overrides: list[str] = (), *, work_dir: str | None
           resume: str | Path | None = None, seed: int | None = None, deterministic: bool | None = None,
           dry_run: bool = False, device: str | None = None, console: Console | None = None) -> dict:
     """Train a recipe (or, with ``dry_run``, build everything and return a summary). Returns the final metrics."""
-    from .engine.checkpoint import atomic_write_bytes
+    from .engine.checkpoint import atomic_write_bytes, trim_run_log
     from .engine.distributed import cleanup, init_distributed
+    from .engine.guards import check_before_training, check_device, check_model_size, prepare_work_dir
     from .engine.trainer import Trainer, default_callbacks
 
     extra = list(overrides)
@@ -43,17 +52,16 @@ def train(recipe: str | Path, overrides: list[str] = (), *, work_dir: str | None
 
     resolve_report_to(rec.report_to)  # a missing tracker package is reported before anything is built
     console = console or Console()
+    check_device(device)
     ctx = init_distributed(rec.init_process_group_cfg, device=device)
     try:
-        if resume == "auto":
-            resume = Path(rec.work_dir) / "checkpoints" / "last.pt"
-            if not resume.is_file():
-                raise SegkitError(f"--resume: no checkpoint to resume from at {resume}")
-        existing = sorted((Path(rec.work_dir) / "checkpoints").glob("*.pt"))
-        if existing and resume is None and not dry_run:
-            raise SegkitError(f"{rec.work_dir} already holds a run ({existing[0].name}, ...); continue it with "
-                              "--resume, or train into another --work-dir (nothing is overwritten)")
+        # reliability checks (segkit.engine.guards): work dir, --resume's checkpoint, model size, data
+        resume = prepare_work_dir(rec, resume, dry_run, console, ctx.is_main)
+        check_model_size(rec, ctx.device)
         trainer = Trainer(rec, ctx, console=console, resume=resume)
+        check_before_training(trainer)
+        if resume is not None and ctx.is_main and not dry_run:
+            trim_run_log(Path(rec.work_dir), trainer.iteration)
         if dry_run:
             return dry_run_summary(trainer)
         if ctx.is_main:
@@ -190,6 +198,9 @@ def load_model(rec: Recipe, checkpoint: Path, device: torch.device, ema: bool = 
 
 
 def pick_device(device: str | None) -> torch.device:
+    from .engine.guards import check_device
+
+    check_device(device)
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -243,45 +254,19 @@ def evaluate(target: str | Path, *, checkpoint: str | Path | None = None, overri
 # ---------------------------------------------------------------------- infer
 def infer(target: str | Path, inputs: list[str | Path], out_dir: str | Path, *,
           checkpoint: str | Path | None = None, overrides: list[str] = (), tta: str | None = None,
-          device: str | None = None, alpha: float = 0.5, side_by_side: bool = False,
-          gt_dir: str | Path | None = None, console: Console | None = None) -> list[dict]:
-    """Predict label maps for image files and folders (searched recursively; their structure is kept under
-    ``out_dir``): ``<name>.png`` palette PNGs (pixel values are class ids), ``<name>_overlay.png`` with a class
-    legend, with ``side_by_side`` ``<name>_side.png`` (image | [ground truth from ``gt_dir`` |] prediction), and
-    ``predictions.jsonl`` (classes present per image). Returns the records of ``predictions.jsonl``."""
+          device: str | None = None, alpha: float = 0.5) -> list[dict]:
+    """Predict label maps for images and folders; writes ``<stem>.png`` labels and ``<stem>_overlay.png``."""
     from .engine.accel import apply_speed_settings
     from .engine.predict import run_inference
 
     rec, ckpt = resolve_run(target, checkpoint, overrides)
+    from .engine.guards import check_infer_outputs
+
+    check_infer_outputs(inputs, Path(out_dir), alpha)  # never over the inputs; before the model loads
     dev = pick_device(device)
     model = load_model(rec, ckpt, dev)
     apply_speed_settings(model, rec)  # the recipe's channels_last / compile_cfg, as in training
-    import contextlib
-
-    from .engine.predict import collect_images
-    from .engine.report.display import ImageProgress
-
-    total = len(collect_images(inputs))
-    bar = ImageProgress(console, total, "infer") if console is not None else contextlib.nullcontext()
-    with bar as progress:
-        return run_inference(rec, model, inputs, Path(out_dir), device=dev, tta=tta, alpha=alpha,
-                             side_by_side=side_by_side, gt_dir=gt_dir,
-                             on_image=progress.advance if progress is not None else None)
-
-
-def load(target: str | Path, checkpoint: str | Path | None = None, *, overrides: list[str] = (),
-         device: str | None = None, tta: str | None = None, ema: bool = False):
-    """A trained model for notebooks and scripts: ``seg = segkit.load("runs/quickstart")`` (a run dir: its recipe
-    and best, else last, checkpoint) or ``segkit.load("recipe.toml", "weights.pt")``.
-
-    ``seg.predict(image | [images])`` returns label maps at each input's size (ndarray RGB, PIL image or path),
-    through the recipe's test pipeline and inference settings (whole/slide, TTA; ``tta`` picks a preset as
-    ``segkit eval --tta`` does); ``seg.overlay(image)``, ``seg.classnames``, ``seg.palette``.
-    Returns a :class:`segkit.engine.predict.Segmenter`.
-    """
-    from .engine.predict import load_segmenter
-
-    return load_segmenter(target, checkpoint, overrides=overrides, device=device, tta=tta, ema=ema)
+    return run_inference(rec, model, inputs, Path(out_dir), device=dev, tta=tta, alpha=alpha)
 
 
 # ---------------------------------------------------------------------- export

@@ -19,9 +19,11 @@ from .errors import DiskFullError
 
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 FAULT_ENV = "SEGKIT_TEST_CRASH_WRITING"
-"""Tests only: ``NAME:STAGE`` makes the process ``os._exit(137)`` while writing a file called NAME, at STAGE
-(``open``: temporary file created, nothing written; ``half``: part of the data written; ``written``: all data
-written and synced, not yet renamed; ``renamed``: renamed into place). Simulates kill -9 deterministically."""
+"""Tests only: ``NAME:STAGE[:N]`` makes the process ``os._exit(137)`` during its N-th (default first) write of a
+file called NAME, at STAGE (``open``: temporary file created, nothing written; ``half``: part of the data written;
+``written``: all data written and synced, not yet renamed; ``renamed``: renamed into place). Simulates kill -9 at
+a chosen point deterministically."""
+_WRITES: dict[str, int] = {}
 
 
 def current_umask() -> int:
@@ -100,8 +102,10 @@ def _crash_point(path: Path) -> str | None:
     spec = os.environ.get(FAULT_ENV)
     if not spec or ":" not in spec:
         return None
-    name, stage = spec.rsplit(":", 1)
-    return stage if name == path.name else None
+    name, stage, *count = spec.split(":")
+    if name != path.name or _WRITES.get(name, 0) != int(count[0] if count else 1):
+        return None
+    return stage
 
 
 def _maybe_crash(path: Path, stage: str) -> None:
@@ -119,6 +123,7 @@ def atomic_write_bytes(path: str | os.PathLike, writer: Callable[[RecordingFile]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     had_previous = path.exists()
+    _WRITES[path.name] = _WRITES.get(path.name, 0) + 1
     recorder = None
     try:
         os.fchmod(fd, default_mode())

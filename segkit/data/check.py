@@ -35,19 +35,47 @@ def problem(kind: str, file: str, message: str) -> dict[str, str]:
     return {"kind": kind, "file": file, "message": message}
 
 
+def truncation(path: str) -> str | None:
+    """Why a JPEG or PNG file is cut short (OpenCV decodes those with a warning and grey rows), else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(size - 64, 0))
+            tail = fh.read()
+    except OSError:
+        return None
+    if head[:2] == b"\xff\xd8" and not tail.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+        return "truncated JPEG: no end-of-image marker (the file was cut short; OpenCV fills the rest with grey)"
+    if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+        return "truncated PNG: no IEND chunk (the file was cut short)"
+    return None
+
+
+def read_checked(reader, path: str) -> tuple[object, str | None]:
+    """``reader(path)`` and why the file is unreadable (None when it is fine), decoding errors included."""
+    try:
+        data = reader(path)
+    except DataError as exc:
+        return None, str(exc)
+    except Exception as exc:  # noqa: BLE001  (OpenCV's own assertion, e.g. a header claiming 33000x33000)
+        text = str(exc).strip().splitlines()
+        return None, f"cannot decode it ({text[-1] if text else type(exc).__name__})"
+    return data, truncation(path)
+
+
 def check_standard_sample(dataset: BaseDataset, imageid: str) -> list[dict[str, str]]:
     """Every check on one sample read as ``BaseDataset.read`` does: image, label map, labels, sizes."""
     image_path = os.path.join(dataset.image_dir, imageid + dataset.image_ext)
     ann_path = os.path.join(dataset.ann_dir, imageid + dataset.ann_ext)
-    found, image, raw = [], None, None
-    try:
-        image = read_image(image_path)
-    except DataError as exc:
-        found.append(problem("unreadable", image_path, str(exc)))
-    try:
-        raw = read_label_map(ann_path)
-    except DataError as exc:
-        found.append(problem("unreadable", ann_path, str(exc)))
+    found = []
+    image, why = read_checked(read_image, image_path)
+    if why:
+        found.append(problem("unreadable", image_path, why))
+    raw, why = read_checked(read_label_map, ann_path)
+    if why:
+        found.append(problem("unreadable", ann_path, why))
     if raw is None:
         return found
     try:

@@ -16,7 +16,7 @@ from rich.console import Console, Group
 from rich.progress import Progress
 from rich.text import Text
 
-from .checkpoint import atomic_write_bytes, save_checkpoint
+from .checkpoint import atomic_write_bytes, check_finite_losses, save_epoch_checkpoints
 from .report.display import (  # noqa: F401  (ImageProgress, RateColumn: part of this module's API)
     ImageProgress,
     PlainProgress,
@@ -231,21 +231,16 @@ class ProgressDisplay(Callback):
 
 
 class Checkpointer(Callback):
-    """``checkpoints/epoch_N.pt`` every ``save_interval_epochs`` and at the end, ``last.pt`` each epoch,
-    ``best.pt`` when the mIoU improves."""
+    """``last.pt`` (full state) each epoch, ``best.pt`` (weights and EMA) when the mIoU improves, ``epoch_N.pt``
+    every ``save_interval_epochs`` when that is set (the newest ``max_keep_ckpts`` kept); a non-finite loss stops
+    training, keeping the last good checkpoint. See :mod:`segkit.engine.checkpoint`."""
 
-    def __init__(self, ckpt_dir: Path, save_interval: int) -> None:
+    def __init__(self, ckpt_dir: Path, save_interval: int | None = None) -> None:
         self.dir, self.save_interval = ckpt_dir, save_interval
 
+    def on_step_end(self, trainer: Trainer, logs: dict) -> None:
+        check_finite_losses(trainer, logs, self.dir)
+
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
-        state = trainer.state_dict()
-        if epoch % self.save_interval == 0 or epoch == trainer.max_epochs:
-            save_checkpoint(state, self.dir / f"epoch_{epoch}.pt")
-        if trainer.last_eval_epoch == epoch and trainer.metrics:
-            miou = trainer.metrics.get("mIoU") or 0.0
-            if miou >= trainer.best_miou:
-                trainer.best_miou = miou
-                state["best_miou"] = miou
-                save_checkpoint(state, self.dir / "best.pt")
-        state["best_miou"] = trainer.best_miou
-        save_checkpoint(state, self.dir / "last.pt")
+        save_epoch_checkpoints(trainer, epoch, self.dir, self.save_interval,
+                               getattr(trainer.recipe, "max_keep_ckpts", None))

@@ -26,7 +26,14 @@ def check_dataset(recipe: Recipe) -> None:
         for i, step in enumerate(pipelines):
             TRANSFORMS.validate(step, path=f"dataset.{split}.data_pipelines[{i}]")
         shallow = {k: v for k, v in cfg.items() if k != "data_pipelines"}
-        DATASETS.validate(shallow, path="dataset", provided=DATASET_PROVIDED)
+        try:
+            DATASETS.validate(shallow, path="dataset", provided=DATASET_PROVIDED)
+        except RecipeError as exc:  # a key of the split table is reported where it is, not merged
+            key = exc.path.removeprefix("dataset.").split(".")[0].split("[")[0]
+            if exc.path.startswith("dataset.") and key in getattr(recipe.dataset, split) and \
+                    key not in (recipe.dataset.model_extra or {}):
+                raise RecipeError(f"dataset.{split}." + exc.path.removeprefix("dataset."), exc.message) from None
+            raise
 
 
 def check_optim(recipe: Recipe) -> None:

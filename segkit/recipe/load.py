@@ -31,6 +31,9 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError("", f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError("", f"{path}: not a UTF-8 text file (byte {exc.start} cannot be decoded); a recipe is "
+                              "TOML text") from None
     except OSError as exc:
         raise RecipeError("", f"cannot read recipe {path}: {exc.strerror}") from None
 
@@ -121,7 +124,10 @@ def resolve_raw(path: Path, overrides: list[str] = ()) -> tuple[dict, list[tuple
         extends = [extends]
     if not isinstance(extends, list):
         raise RecipeError("extends", "expected an array of recipe paths", source=str(path))
-    for base_name in extends:
+    for i, base_name in enumerate(extends):
+        if not isinstance(base_name, str) or not base_name:
+            raise RecipeError(f"extends[{i}]", f"expected a recipe path (a string), got {base_name!r}",
+                              source=str(path))
         base_path = (path.parent / base_name).resolve()
         if not base_path.is_file():
             raise RecipeError("extends", f"base recipe not found: {base_name} (looked at {base_path})", str(path))

@@ -10,29 +10,29 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 
 class Strict(BaseModel):
     """A recipe table whose keys are fixed."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Open(BaseModel):
     """A recipe table with fixed keys plus free keys passed on to a registered component."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
 
 class ForwardCfg(Strict):
     mode: Literal["whole", "slide"] = "whole"
-    cropsize: tuple[int, int] | None = None
-    stride: tuple[int, int] | None = None
+    cropsize: tuple[PositiveInt, PositiveInt] | None = None
+    stride: tuple[PositiveInt, PositiveInt] | None = None
 
 
 class TTACfg(Strict):
-    multiscale: list[float] = Field(default_factory=lambda: [1.0])
+    multiscale: list[PositiveFloat] = Field(default_factory=lambda: [1.0], min_length=1)
     flip: bool = False
     use_probs_before_resize: bool = False
     fixed_seg_target_pairs: list[tuple[int, int]] | None = None
@@ -50,20 +50,20 @@ class InferenceCfg(Strict):
 
 class WarmupCfg(Strict):
     type: Literal["constant", "linear", "exp"] = "linear"
-    ratio: float = 0.1
-    iters: int = 0
+    ratio: float = Field(0.1, ge=0, le=1)
+    iters: int = Field(0, ge=0)
 
 
 class ClipGradCfg(Strict):
-    max_norm: float = 35.0
-    norm_type: float = 2.0
+    max_norm: float = Field(35.0, gt=0)
+    norm_type: float = Field(2.0, gt=0)
 
 
 class OptimizerCfg(Open):
     """``type`` names a torch optimizer; other keys (momentum, weight_decay, betas...) go to its constructor."""
 
     type: str = "SGD"
-    lr: float = 0.01
+    lr: float = Field(0.01, gt=0)
     params_rules: dict[str, Any] = Field(default_factory=dict)
     filter_params: bool = False
     base_setting: dict[str, float] = Field(default_factory=dict)
@@ -71,9 +71,9 @@ class OptimizerCfg(Open):
 
 class SchedulerCfg(Strict):
     type: str = "PolyScheduler"
-    max_epochs: int = Field(0, ge=0)
-    power: float = 0.9
-    min_lr: float | None = None
+    max_epochs: int = Field(0, ge=1, le=10**7)
+    power: float = Field(0.9, ge=0)
+    min_lr: float | None = Field(None, ge=0)
     by_epoch: bool = True
     warmup_cfg: WarmupCfg | None = None
     clipgrad_cfg: ClipGradCfg | None = None
@@ -143,20 +143,23 @@ class LoggerHandleCfg(Strict):
 
 
 class TrainingLoggingCfg(Strict):
-    log_interval_iters: int | None = 50
-    log_interval_epochs: int | None = None
+    log_interval_iters: int | None = Field(50, ge=1)
+    log_interval_epochs: int | None = Field(None, ge=1)
 
 
 class Recipe(Strict):
     """A whole training recipe (SSSegmentation's ``SEGMENTOR_CFG``), plus segkit's ``seed``/``deterministic``."""
 
     type: str
-    num_classes: int = Field(..., ge=1)
+    num_classes: int = Field(..., ge=1, le=65536)  # label maps are at most 16-bit
     benchmark: bool = True
     align_corners: bool = False
     work_dir: str = "runs/default"
     eval_interval_epochs: int = Field(10, ge=1)
-    save_interval_epochs: int = Field(1, ge=1)
+    save_interval_epochs: int | None = Field(None, ge=1)
+    """``checkpoints/epoch_N.pt`` every N epochs (and at the last); unset: only ``last.pt`` and ``best.pt``."""
+    max_keep_ckpts: int | None = Field(None, ge=1)
+    """Keep only the newest N ``epoch_N.pt`` (MMSegmentation's name); unset: keep them all."""
     logger_handle_cfg: LoggerHandleCfg = Field(default_factory=LoggerHandleCfg)
     training_logging_manager_cfg: TrainingLoggingCfg = Field(default_factory=TrainingLoggingCfg)
     norm_cfg: dict[str, Any] | None = Field(default_factory=lambda: {"type": "SyncBatchNorm"})
@@ -176,7 +179,7 @@ class Recipe(Strict):
     is_freeze_norm: bool = False
     init_process_group_cfg: dict[str, Any] = Field(default_factory=dict)
     build_dist_model_cfg: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     deterministic: bool = False
     channels_last: bool = False
     compile_cfg: CompileCfg = Field(default_factory=CompileCfg)

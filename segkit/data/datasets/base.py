@@ -376,9 +376,19 @@ def _narrowed_init(cls: type[DatasetFamily]) -> Callable[..., None]:
     return __init__
 
 
+def imread_or_none(path: str, flags: int) -> np.ndarray | None:
+    """``cv2.imread``, with OpenCV's assertions (a header claiming 33000x33000 pixels) as a ``DataError``."""
+    try:
+        return cv2.imread(path, flags)
+    except cv2.error as exc:
+        limit = "MAX_IMAGE_PIXELS" in str(exc)
+        raise DataError(f"cannot read {path}: " + ("its header claims more pixels than OpenCV's limit (2^30)"
+                                                   if limit else str(exc).strip().splitlines()[-1])) from None
+
+
 def read_image(path: str) -> np.ndarray:
     """Read an image as HxWx3 ``uint8`` BGR; a missing or unreadable file is a ``DataError`` naming it."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    image = imread_or_none(path, cv2.IMREAD_COLOR)
     if image is None:
         if not os.path.isfile(path):
             raise DataError(f"image not found: {path}")
@@ -388,7 +398,7 @@ def read_image(path: str) -> np.ndarray:
 
 def read_label_map(path: str) -> np.ndarray:
     """Read a single-channel label map as stored (class ids); palette PNGs give their palette indices."""
-    seg = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    seg = imread_or_none(path, cv2.IMREAD_UNCHANGED)
     if seg is None:
         if not os.path.isfile(path):
             raise DataError(f"annotation not found: {path}")

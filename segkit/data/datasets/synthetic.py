@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from ...errors import DataError
+from ...fileio import current_umask
 from ...registry import DATASETS
 from .base import DatasetFamily
 
@@ -173,6 +174,8 @@ def write_synthetic_dataset(
     meta = _meta(num_train, num_val, image_size, seed)
     if not force and _is_complete(root, meta):
         return root
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root} is a file, not a folder; set dataset.rootdir to a folder")
     if root.exists() and not (root / "meta.json").is_file() and any(root.iterdir()):
         raise DataError(
             f"{root} exists and is not a segkit synthetic dataset (no meta.json); choose another root"
@@ -182,6 +185,7 @@ def write_synthetic_dataset(
     try:
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+        os.chmod(tmp, 0o777 & ~current_umask())  # the dataset folder gets the umask's mode, not mkdtemp's 0700
     except OSError as exc:
         raise DataError(f"cannot write the synthetic dataset to {root}: {exc.strerror or exc}") from None
     try:
