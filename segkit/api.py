@@ -272,19 +272,32 @@ def infer(target: str | Path, inputs: list[str | Path], out_dir: str | Path, *,
 # ---------------------------------------------------------------------- export
 def export(target: str | Path, *, format: str = "onnx", out: str | Path | None = None,
            checkpoint: str | Path | None = None, input_size: tuple[int, int] | None = None,
-           atol: float = 1e-4, overrides: list[str] = ()) -> dict:
-    """Export to ONNX or TorchScript, verified against eager PyTorch before anything is written."""
+           atol: float = 1e-4, overrides: list[str] = (), dynamic: bool = True,
+           bake_preprocessing: bool = False) -> dict:
+    """Export to ONNX or TorchScript, verified against eager PyTorch before anything is written.
+
+    ONNX: batch, height and width stay free where the model allows (``dynamic``; verified at two sizes); class
+    names, palette, mean/std, channel order, ``align_corners`` and the segkit version go into the file and into
+    ``model.json`` beside it; ``bake_preprocessing`` puts the normalisation into the graph. The default size is
+    the test pipeline's (else the training crop). The recipe's ``align_corners`` is honoured.
+    """
     from .export import export_model
+    from .export.metadata import export_metadata, test_input_size, test_normalize
 
     if format not in ("onnx", "torchscript"):
         raise SegkitError(f"--format {format!r}: expected 'onnx' or 'torchscript'")
     rec, ckpt = resolve_run(target, checkpoint, overrides)
     model = load_model(rec, ckpt, torch.device("cpu"))
     if input_size is None:
-        input_size = default_input_size(rec)
+        input_size = test_input_size(rec) or default_input_size(rec)
     suffix = ".onnx" if format == "onnx" else ".ts"
     out_path = Path(out) if out else Path(rec.work_dir) / "export" / f"model{suffix}"
-    return export_model(model, out_path, format=format, input_shape=(1, 3, *input_size), atol=atol)
+    normalize = test_normalize(rec) if bake_preprocessing else None
+    if bake_preprocessing and normalize is None:
+        raise SegkitError("--bake-preprocessing: the recipe's test pipeline has no Normalize step to bake in")
+    return export_model(model, out_path, format=format, input_shape=(1, 3, *input_size), atol=atol,
+                        align_corners=rec.align_corners, dynamic=dynamic, normalize=normalize,
+                        metadata=export_metadata(rec, str(ckpt), baked=normalize is not None))
 
 
 def default_input_size(rec: Recipe) -> tuple[int, int]:

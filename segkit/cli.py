@@ -220,8 +220,11 @@ def export(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe wit
            checkpoint: CkptOpt = None, set_: SetOpt = None,
            input_size: Annotated[str | None, typer.Option("--input-size", help="HxW, e.g. 512x512.")] = None,
            atol: Annotated[float, typer.Option(help="Largest accepted |exported - eager| difference.")] = 1e-4,
+           static: Annotated[bool, typer.Option("--static", help="ONNX: fix batch, height and width to --input-size (default: free where the model allows).")] = False,
+           bake_preprocessing: Annotated[bool, typer.Option("--bake-preprocessing", help="Put the test pipeline's normalisation in the graph: input RGB 0..255.")] = False,
            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Export to ONNX/TorchScript; refused unless it matches eager PyTorch within --atol."""
+    """Export to ONNX/TorchScript; refused unless it matches eager PyTorch within --atol. ONNX files carry
+    class names, palette, mean/std, channel order and align_corners (also in model.json beside them)."""
     from . import api
     from .errors import SegkitError
 
@@ -233,12 +236,20 @@ def export(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe wit
         except (ValueError, AssertionError):
             raise SegkitError(f"--input-size {input_size!r}: expected HxW, e.g. 512x512") from None
     report = api.export(target, format=format, out=out, checkpoint=checkpoint, input_size=size, atol=atol,
-                        overrides=set_ or [])
+                        overrides=set_ or [], dynamic=not static, bake_preprocessing=bake_preprocessing)
     if as_json:
         print(json.dumps(report, indent=2))
-    else:
-        console.print(f"exported {report['format']} to {report['path']}: max |diff| vs eager "
-                      f"{report['max_abs_diff']:.2e} (atol {report['atol']:.0e})")
+        return
+    shapes = ", ".join("x".join(map(str, s)) for s in report["verified_shapes"])
+    console.print(f"exported {report['format']} to {report['path']}: max |diff| vs eager "
+                  f"{report['max_abs_diff']:.2e} (atol {report['atol']:.0e}) at {shapes}", highlight=False)
+    if report.get("axes"):
+        console.print(f"axes: {report['axes']}", highlight=False, markup=False)
+    if report.get("dynamic_error"):
+        console.print(f"note: fixed size (the model does not allow free sizes: {report['dynamic_error']})",
+                      highlight=False, markup=False)
+    if report.get("metadata_file"):
+        console.print(f"metadata: {report['metadata_file']}", highlight=False)
 
 
 @app.command()
@@ -490,9 +501,9 @@ def check_data(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")]
                as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Read every sample once: report unreadable files, image/mask size mismatches, labels outside the classes."""
     from . import api
+    from .engine.report.display import SplitProgress
     from .errors import DataError
 
-    from .engine.report.display import SplitProgress
 
     with SplitProgress(err_console) as progress:
         report = api.check_data(recipe, set_ or [], split=split, progress=progress)
