@@ -14,7 +14,30 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy attributes are, for type checkers and IDEs
+    from .api import build_model, load
+    from .recipe import load_recipe
+    from .registry import (
+        ACTIVATIONS,
+        BACKBONES,
+        CRITERIA,
+        DATASETS,
+        HEADS,
+        LOSSES,
+        NECKS,
+        NORMS,
+        OPTIMIZERS,
+        PREPARERS,
+        REGISTRIES,
+        SAMPLERS,
+        SCHEDULERS,
+        SEGMENTORS,
+        TARGETS,
+        TRANSFORMS,
+        Registry,
+    )
 
 # albumentations asks PyPI for a newer version when it is imported (a network call, and "Error fetching version
 # info" offline). Every segkit module is imported after this package's __init__, so this is the one place to
@@ -30,7 +53,11 @@ _REGISTRY_ATTRS = (
 _LAZY_ATTRS = {"Registry": "segkit.registry", "build_model": "segkit.api", "load": "segkit.api",
                "load_recipe": "segkit.recipe"}
 
-__all__ = [*_REGISTRY_ATTRS, *_LAZY_ATTRS, "__version__"]
+__all__ = [  # a literal list, for linters and type checkers (the names above plus the version)
+    "ACTIVATIONS", "BACKBONES", "CRITERIA", "DATASETS", "HEADS", "LOSSES", "NECKS", "NORMS", "OPTIMIZERS",
+    "PREPARERS", "REGISTRIES", "SAMPLERS", "SCHEDULERS", "SEGMENTORS", "TARGETS", "TRANSFORMS",
+    "Registry", "build_model", "load", "load_recipe", "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -90,6 +90,8 @@ def test_import_segkit_is_lazy_but_the_registries_are_complete(tmp_path):
             "from segkit import BACKBONES, SEGMENTORS, TRANSFORMS, Registry, build_model, load_recipe\n"
             "assert 'ResNet' in BACKBONES.names() and 'FCN' in SEGMENTORS and len(TRANSFORMS) > 10\n"
             "assert isinstance(BACKBONES, Registry) and callable(build_model) and callable(load_recipe)\n"
+            "assert all(getattr(segkit, name) is not None for name in segkit.__all__)\n"
+            "assert segkit.models.__name__ == 'segkit.models' and not hasattr(segkit, 'no_such_thing')\n"
             "print(len(BACKBONES))\n").replace("__HEAVY__", repr(HEAVY))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
