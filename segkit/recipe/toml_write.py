@@ -1,63 +1,48 @@
 """Writing a resolved recipe back as TOML (``work_dir/recipe.toml``), so a run dir is self-describing.
 
-TOML has no null: ``None`` values are left out (their default is ``None``), except for the top-level
-``norm_cfg``/``act_cfg`` whose ``None`` is written as the string ``"none"``, which the schema reads back as None.
+The TOML text is written by ``tomli-w`` (the writer that pairs with ``tomllib``): it escapes every character
+correctly, including those outside the Basic Multilingual Plane, which a hand-written writer got wrong. tomli-w is
+a core dependency because every training run writes its recipe; it is small and pure Python.
+
+TOML has no null. ``None`` values are left out, and the header lists them, because leaving one out only
+round-trips when ``None`` is that key's default; the top-level ``norm_cfg``/``act_cfg`` are written as ``"none"``,
+which the schema reads back as ``None``.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
-_BARE = re.compile(r"^[A-Za-z0-9_-]+$")
+import tomli_w
 
 
-def _key(name: str) -> str:
-    return name if _BARE.match(name) else json.dumps(name)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and value != value:
-            return "nan"
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_value(v) for v in value if v is not None) + "]"
+def without_none(value: Any, path: str = "", dropped: list[str] | None = None) -> Any:
+    """``value`` with ``None`` entries removed (from tables and arrays); their dotted paths go to ``dropped``."""
     if isinstance(value, dict):
-        items = [f"{_key(k)} = {_value(v)}" for k, v in value.items() if v is not None]
-        return "{" + ", ".join(items) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _is_table_array(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(v, dict) for v in value)
-
-
-def _emit(table: dict, prefix: str, lines: list[str]) -> None:
-    scalars = {k: v for k, v in table.items() if v is not None and not isinstance(v, dict) and not _is_table_array(v)}
-    for key, value in scalars.items():
-        lines.append(f"{_key(key)} = {_value(value)}")
-    for key, value in table.items():
-        name = f"{prefix}.{_key(key)}" if prefix else _key(key)
-        if isinstance(value, dict):
-            lines.extend(["", f"[{name}]"])
-            _emit(value, name, lines)
-        elif _is_table_array(value):
-            for item in value:
-                lines.extend(["", f"[[{name}]]"])
-                _emit(item, name, lines)
+        out = {}
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if item is None:
+                if dropped is not None:
+                    dropped.append(where)
+                continue
+            out[str(key)] = without_none(item, where, dropped)
+        return out
+    if isinstance(value, (list, tuple)):
+        kept = []
+        for index, item in enumerate(value):
+            if item is None:
+                if dropped is not None:
+                    dropped.append(f"{path}[{index}]")
+                continue
+            kept.append(without_none(item, f"{path}[{index}]", dropped))
+        return kept
+    return value
 
 
 def dumps(data: dict) -> str:
-    """Serialise nested dicts/lists/scalars as TOML."""
-    lines: list[str] = []
-    _emit(data, "", lines)
-    return "\n".join(lines).strip() + "\n"
+    """Serialise nested dicts/lists/scalars as TOML (``None`` left out)."""
+    return tomli_w.dumps(without_none(data))
 
 
 def recipe_to_toml(recipe: Any) -> str:
@@ -66,4 +51,9 @@ def recipe_to_toml(recipe: Any) -> str:
     for key in ("norm_cfg", "act_cfg"):
         if data.get(key) is None:
             data[key] = "none"
-    return f"# resolved by segkit from {getattr(recipe, '_source', '?')}\n" + dumps(data)
+    dropped: list[str] = []
+    body = tomli_w.dumps(without_none(data, dropped=dropped))
+    header = f"# resolved by segkit from {getattr(recipe, '_source', '?')}\n"
+    if dropped:
+        header += "# left out (None; TOML has no null): " + ", ".join(dropped) + "\n"
+    return header + body
