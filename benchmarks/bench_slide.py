@@ -1,0 +1,150 @@
+"""Sliding-window inference against the windows' own forward time, and its peak memory.
+
+Segformer-B0 (SSSegmentation's ADE20k recipe with 19 classes, as on Cityscapes), eval mode, one 1024x2048 image,
+512x512 windows every 341 pixels (3 x 6 = 18 windows), one CPU thread (CUDA: the current device). In turn, round
+after round:
+
+- ``slide``: :func:`segkit.evaluation.inference.slide_logits` on the image, ``window_batch`` windows a forward;
+- ``forward``: the bare model forward of the same window batches, cut out of the image beforehand (nothing else).
+
+``overhead = slide / forward`` (median of the per-round ratios; target <= 1.05). Times are the thread's CPU time on
+the CPU (one thread; what other processes on a shared machine do does not count) and wall time on CUDA.
+
+Peak memory: ``tracemalloc`` does not see torch's CPU allocator, so on the CPU each figure is the peak resident set
+(``ru_maxrss``) of a fresh process that builds the model and the image and then runs either one slide pass or one
+bare forward of one window batch; on CUDA ``torch.cuda.max_memory_allocated`` above what was allocated before the
+pass. Slide inference is bounded by the window batch when its peak is at most the forward's plus its output.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = "recipes/segformer/segformer_mitb0_ade20k.toml"
+NUM_CLASSES, HEIGHT, WIDTH, CROP, STRIDE = 19, 1024, 2048, 512, 341
+
+
+def _model(device: torch.device):
+    from segkit import build_model, load_recipe
+
+    recipe = load_recipe(REPO / RECIPE, [f"num_classes={NUM_CLASSES}"])
+    torch.manual_seed(0)
+    return build_model(recipe, pretrained=False).eval().to(device)
+
+
+def _image(device: torch.device) -> torch.Tensor:
+    return torch.randn(1, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def _timings(device: torch.device, window_batch: int, rounds: int) -> dict:
+    from segkit.evaluation.inference import slide_logits, slide_windows
+
+    model, image = _model(device), _image(device)
+    boxes = slide_windows(HEIGHT, WIDTH, CROP, STRIDE)
+    batches = [torch.cat([image[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in boxes[i : i + window_batch]])
+               for i in range(0, len(boxes), window_batch)]
+
+    def slide() -> None:
+        slide_logits(model, image, num_classes=NUM_CLASSES, cropsize=CROP, stride=STRIDE, window_batch=window_batch)
+
+    def forward() -> None:
+        for batch in batches:
+            model(batch)["out"]
+
+    # one CPU thread: its CPU time, which load from other processes on a shared machine does not inflate
+    clock = time.perf_counter if device.type == "cuda" else time.thread_time
+    slide(), forward()  # warm-up
+    times: dict[str, list[float]] = {"slide": [], "forward": []}
+    for index in range(rounds):
+        order = [("slide", slide), ("forward", forward)]
+        for name, fn in order if index % 2 == 0 else order[::-1]:
+            _sync(device)
+            t0 = clock()
+            fn()
+            _sync(device)
+            times[name].append(clock() - t0)
+    ratios = [s / f for s, f in zip(times["slide"], times["forward"], strict=True)]
+    return {"windows": len(boxes), "window_batch": window_batch,
+            "slide_s": [round(t, 4) for t in times["slide"]], "forward_s": [round(t, 4) for t in times["forward"]],
+            "overhead": round(statistics.median(ratios), 4), "overhead_range": [round(min(ratios), 4),
+                                                                                 round(max(ratios), 4)]}
+
+
+def _peak_child(what: str, window_batch: int) -> None:
+    """In a fresh process: the peak memory of one ``what`` pass ("slide" or "forward"), printed as JSON."""
+    import resource
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(1)
+    from segkit.evaluation.inference import slide_logits, slide_windows
+
+    model, image = _model(device), _image(device)
+    with torch.inference_mode():
+        y1, y2, x1, x2 = slide_windows(HEIGHT, WIDTH, CROP, STRIDE)[0]
+        batch = torch.cat([image[:, :, y1:y2, x1:x2]] * window_batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated() if device.type == "cuda" else 0
+        if what == "slide":
+            out = slide_logits(model, image, num_classes=NUM_CLASSES, cropsize=CROP, stride=STRIDE,
+                               window_batch=window_batch)
+            out_bytes = out.numel() * out.element_size()
+        else:
+            model(batch)["out"]
+            out_bytes = 0
+        if device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated() - before
+        else:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"peak_bytes": int(peak), "output_bytes": out_bytes}))
+
+
+def _peak(what: str, window_batch: int) -> dict:
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_slide; " \
+           f"bench_slide._peak_child({what!r}, {window_batch})"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run(rounds: int = 5, window_batches: tuple[int, ...] = (1, 4)) -> dict:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(1)
+    results = []
+    for window_batch in window_batches:
+        result = _timings(device, window_batch, rounds)
+        slide_peak, forward_peak = _peak("slide", window_batch), _peak("forward", window_batch)
+        result["peak_mib"] = {"slide": round(slide_peak["peak_bytes"] / 2**20, 1),
+                              "one_window_batch_forward": round(forward_peak["peak_bytes"] / 2**20, 1),
+                              "output": round(slide_peak["output_bytes"] / 2**20, 1)}
+        results.append(result)
+    return {
+        "benchmark": "slide_inference",
+        "model": f"Segformer-B0 ({RECIPE}, num_classes={NUM_CLASSES})",
+        "image": [1, 3, HEIGHT, WIDTH], "crop": CROP, "stride": STRIDE, "device": str(device),
+        "memory_note": "CPU: peak RSS of a fresh process (model, image and all); CUDA: peak allocated during the pass",
+        "runs": results,
+        "summary": {f"window_batch_{r['window_batch']}": {
+            "overhead": r["overhead"], "slide_s": round(statistics.median(r["slide_s"]), 3),
+            "forward_s": round(statistics.median(r["forward_s"]), 3),
+            "peak_mib_slide_forward_output": [r["peak_mib"]["slide"], r["peak_mib"]["one_window_batch_forward"],
+                                              r["peak_mib"]["output"]]} for r in results},
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))
