@@ -10,7 +10,10 @@ round-robin so a shared machine's load falls on all of them alike; median of ``r
 
 Peak memory is the child's maximum resident set size, from the rusage of that child alone (``os.wait4``; the
 same figure ``resource.getrusage(RUSAGE_CHILDREN)`` accumulates), and its CPU seconds (user + system: less
-sensitive than wall time to other processes on a shared machine). ``imports_torch`` says whether the row imported
+sensitive than wall time to other processes on a shared machine). Each row is started, timed and reaped by a small
+launcher interpreter, so that the peak is the row's own: a child forked from a big parent (``benchmarks/run.py``
+has torch loaded) reports the parent's pages as its peak. The launcher's own size (about 12 MiB) is thus the floor
+of that column: ``python -c pass`` and ``import segkit`` read as it. ``imports_torch`` says whether the row imported
 torch (from a ``PYTHONPROFILEIMPORTTIME`` run). Target: the CLI rows under 0.5 s (``cli_rows_under_target_wall``;
 ``..._cpu`` checks the CPU seconds, the figure to trust when ``load_average`` exceeds ``cpu_count``).
 
@@ -20,13 +23,13 @@ summary: per row the median wall and CPU seconds, ``x_pass`` (wall / ``python -c
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 TARGET_S = 0.5
@@ -61,18 +64,27 @@ def _env(pycache: str, **extra: str) -> dict[str, str]:
     return env
 
 
+LAUNCHER = r"""
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read()
+_, status, usage = os.wait4(proc.pid, 0)
+seconds = time.perf_counter() - start
+print(json.dumps({"wall": seconds, "cpu": usage.ru_utime + usage.ru_stime, "rss_kib": usage.ru_maxrss,
+                  "code": os.waitstatus_to_exitcode(status), "stderr": err[-2000:].decode(errors="replace")}))
+"""
+
+
 def timed(cmd: list[str], pycache: str) -> tuple[float, float, float]:
-    """Wall seconds, CPU seconds and peak RSS (MiB) of one run of ``cmd``; it must succeed."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(pycache))
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {err[-2000:]}")
-    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # Linux: ru_maxrss in KiB
+    """Wall seconds, CPU seconds and peak RSS (MiB) of one run of ``cmd`` (through :data:`LAUNCHER`)."""
+    env = _env(pycache)
+    launcher = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], capture_output=True, text=True, env=env,
+                              check=True)
+    result = json.loads(launcher.stdout)
+    if result["code"] != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {result['code']}: {result['stderr']}")
+    return result["wall"], result["cpu"], result["rss_kib"] / 1024  # Linux: ru_maxrss in KiB
 
 
 def imports_torch(cmd: list[str], pycache: str) -> bool:
@@ -114,6 +126,4 @@ def run(repeats: int = 5) -> dict:
 
 
 if __name__ == "__main__":
-    import json
-
     print(json.dumps(run(), indent=2))
