@@ -152,8 +152,14 @@ def model_info(recipe: str | Path, overrides: list[str] = (), *, flops: bool = F
     return info
 
 
-def print_recipe(recipe: str | Path, overrides: list[str] = (), work_dir: str | None = None) -> str:
-    """The fully resolved recipe as TOML."""
+def print_recipe(recipe: str | Path, overrides: list[str] = (), work_dir: str | None = None,
+                 sources: bool = False) -> str:
+    """The fully resolved recipe as TOML; with ``sources``, each key followed by ``# <file that set it>``
+    (``--set``, ``--work-dir`` or ``default`` when no file did)."""
+    if sources:
+        from .recipe.sources import annotated_recipe
+
+        return annotated_recipe(recipe, list(overrides), work_dir=work_dir)
     return recipe_to_toml(load_recipe(recipe, list(overrides), work_dir=work_dir))
 
 

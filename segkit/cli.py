@@ -145,7 +145,7 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
         set_ = [*(set_ or []), *(["compile_cfg.enabled=false"] if compile_mode == "off" else on)]
 
     if print_recipe:
-        console.print(api.print_recipe(recipe, set_ or [], work_dir), markup=False, highlight=False)
+        console.print(api.print_recipe(recipe, set_ or [], work_dir, sources=True), markup=False, highlight=False)
         return
     procs = _launch_processes(gpus, nproc, device)
     if procs > 1 and "LOCAL_RANK" not in os.environ:

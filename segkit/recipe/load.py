@@ -1,4 +1,4 @@
-"""Loading recipes: TOML files, one level of ``extends``, ``--set`` overrides, validation."""
+"""Loading recipes: TOML files, ``extends`` chains (cycles refused), ``--set`` overrides, validation."""
 
 from __future__ import annotations
 
@@ -115,15 +115,23 @@ def has_path(data: Any, path: tuple) -> bool:
     return True
 
 
-def resolve_raw(path: Path, overrides: list[str] = ()) -> tuple[dict, list[tuple[str, dict]]]:
-    """Merge bases, the file and overrides; return the merged dict and the layers (name, data) in order."""
+def read_layers(path: Path, chain: tuple[Path, ...] = (), seen: set[Path] | None = None) -> list[tuple[str, dict]]:
+    """``(file, table)`` for ``path`` and everything it extends, bases first (depth first, in ``extends`` order).
+
+    A base may extend others (a user recipe on top of ``fcn_r50_voc.toml``, which extends its ``_base`` files);
+    a file reached twice (two bases sharing a base) is merged once, at its first place; a cycle is an error that
+    shows it.
+    """
+    seen = set() if seen is None else seen
+    path = path.resolve()
+    chain = (*chain, path)
     own = read_toml(path)
-    layers: list[tuple[str, dict]] = []
     extends = own.pop("extends", [])
     if isinstance(extends, str):
         extends = [extends]
     if not isinstance(extends, list):
         raise RecipeError("extends", "expected an array of recipe paths", source=str(path))
+    layers: list[tuple[str, dict]] = []
     for i, base_name in enumerate(extends):
         if not isinstance(base_name, str) or not base_name:
             raise RecipeError(f"extends[{i}]", f"expected a recipe path (a string), got {base_name!r}",
@@ -131,11 +139,21 @@ def resolve_raw(path: Path, overrides: list[str] = ()) -> tuple[dict, list[tuple
         base_path = (path.parent / base_name).resolve()
         if not base_path.is_file():
             raise RecipeError("extends", f"base recipe not found: {base_name} (looked at {base_path})", str(path))
-        base = read_toml(base_path)
-        if "extends" in base:
-            raise RecipeError("extends", "a base recipe may not extend others (one level only)", str(base_path))
-        layers.append((str(base_path), base))
+        if base_path in chain:
+            cycle = " -> ".join(p.name for p in (*chain[chain.index(base_path):], base_path))
+            raise RecipeError("extends", f"recipes extend each other in a cycle: {cycle}", str(path))
+        if base_path in seen:
+            continue
+        layers += read_layers(base_path, chain, seen)
+    seen.add(path)
     layers.append((str(path), own))
+    return layers
+
+
+def resolve_raw(path: Path, overrides: list[str] = ()) -> tuple[dict, list[tuple[str, dict]]]:
+    """Merge bases, the file and overrides; return the merged dict and the layers (name, data) in order."""
+    layers = read_layers(path)
+    layers[-1] = (str(path), layers[-1][1])  # the recipe as the user named it
     merged: dict = {}
     for _, data in layers:
         merged = deep_merge(merged, data)

@@ -92,9 +92,9 @@ def test_missing_file_and_bad_toml(tmp_path):
         load_recipe(write(tmp_path, "type = \n"))
 
 
-def test_bases_do_not_extend(tmp_path):
-    write(tmp_path, 'extends = ["c.toml"]\n', "b.toml")
-    with pytest.raises(RecipeError, match="one level"):
+def test_bases_may_extend_but_not_in_a_cycle(tmp_path):  # chains: tests/report/test_recipe_chain.py
+    write(tmp_path, 'extends = ["r.toml"]\n', "b.toml")
+    with pytest.raises(RecipeError, match="cycle"):
         load_recipe(write(tmp_path, 'extends = ["b.toml"]\n'))
 
 
