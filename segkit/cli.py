@@ -40,15 +40,19 @@ def _complete_from(choices):
 def _complete_kind(incomplete: str) -> list[str]:
     from .manifest import kinds
 
-    return [k for k in kinds() if k.startswith(incomplete)]
+    with contextlib.suppress(OSError, ValueError):  # no manifest: no suggestions, never an error
+        return [k for k in kinds() if k.startswith(incomplete)]
+    return []
 
 
 def _complete_component(ctx: typer.Context, incomplete: str) -> list[str]:
     from .manifest import kinds, names
 
-    # while completing an option's value, click may leave the KIND argument unparsed in ctx.args
-    kind = ctx.params.get("kind") or next((a for a in ctx.args if a in kinds()), None)
-    return [n for n in names(kind) if n.lower().startswith(incomplete.lower())]
+    with contextlib.suppress(OSError, ValueError):
+        # while completing an option's value, click may leave the KIND argument unparsed in ctx.args
+        kind = ctx.params.get("kind") or next((a for a in ctx.args if a in kinds()), None)
+        return [n for n in names(kind) if n.lower().startswith(incomplete.lower())]
+    return []
 
 
 TTAOpt = Annotated[str | None, typer.Option("--tta", help="Test-time augmentation: none, flip, ms, ms+flip.",
@@ -355,12 +359,11 @@ def _registry_listing(kind: str | None, pattern: str | None) -> dict[str, list[d
     from .plugins import loaded_plugins
 
     registry = sys.modules.get("segkit.registry")
-    if loaded_plugins() or (registry is not None and registry.builtin_components_loaded()):
+    live = registry is not None and registry.builtin_components_loaded()
+    if loaded_plugins() or live or not MANIFEST_PATH.is_file():  # (an install without the manifest still works)
         from . import api
 
         return api.list_registry(kind, pattern)
-    from .manifest import listing
-
     return listing(kind, pattern)
 
 
@@ -414,6 +417,7 @@ def _stdout_to_stderr(active: bool = True):
     if not active:
         yield
         return
+    from .manifest import MANIFEST_PATH, listing
     saved = None
     try:
         out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()

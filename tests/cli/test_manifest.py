@@ -127,3 +127,12 @@ def test_plugins_are_listed_and_json_stdout_stays_pure(tmp_path):
     assert "prints on import" in proc.stderr and "file descriptor 1" in proc.stderr
     proc = segkit("--plugin", "noisy_plugin", "list-registry", "backbones", env={"PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 0 and "NoisyNet" in proc.stdout and "ResNet" in proc.stdout
+
+
+def test_without_the_manifest_the_listing_comes_from_the_registries():
+    code = ("import json, sys\nfrom pathlib import Path\nimport segkit.manifest as m\n"
+            "m.MANIFEST_PATH = Path('/nonexistent/_manifest.json')\nfrom segkit.cli import main\n"
+            "main(['list-registry', 'necks', '--json'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout) == manifest.listing("necks")
