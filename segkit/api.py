@@ -15,6 +15,15 @@ from .errors import SegkitError
 from .recipe import Recipe, load_recipe, recipe_to_toml
 from .registry import REGISTRIES
 
+__all__ = [
+    "benchmark", "browse_data", "build_model", "check_data", "evaluate", "export", "infer", "list_datasets",
+    "list_registry", "load",
+    "load_model", "load_plugins", "model_info", "plot", "prepare_data", "print_recipe", "registry_info",
+    "resolve_run", "train",
+]
+"""The public functions: each command's (train, evaluate, infer, export, prepare_data, check_data, plot,
+list_registry, model_info) and the pieces for scripts (load, build_model, load_model, resolve_run ...)."""
+
 
 # ---------------------------------------------------------------------- plugins
 def load_plugins(modules: list[str] = ()) -> list[str]:
@@ -260,8 +269,12 @@ def evaluate(target: str | Path, *, checkpoint: str | Path | None = None, overri
 # ---------------------------------------------------------------------- infer
 def infer(target: str | Path, inputs: list[str | Path], out_dir: str | Path, *,
           checkpoint: str | Path | None = None, overrides: list[str] = (), tta: str | None = None,
-          device: str | None = None, alpha: float = 0.5) -> list[dict]:
-    """Predict label maps for images and folders; writes ``<stem>.png`` labels and ``<stem>_overlay.png``."""
+          device: str | None = None, alpha: float = 0.5, side_by_side: bool = False,
+          gt_dir: str | Path | None = None, console: Console | None = None) -> list[dict]:
+    """Predict label maps for image files and folders (searched recursively; their structure is kept under
+    ``out_dir``): ``<name>.png`` palette PNGs (pixel values are class ids), ``<name>_overlay.png`` with a class
+    legend, with ``side_by_side`` ``<name>_side.png`` (image | [ground truth from ``gt_dir`` |] prediction), and
+    ``predictions.jsonl`` (classes present per image). Returns the records of ``predictions.jsonl``."""
     from .engine.accel import apply_speed_settings
     from .engine.predict import run_inference
 
@@ -272,7 +285,32 @@ def infer(target: str | Path, inputs: list[str | Path], out_dir: str | Path, *,
     dev = pick_device(device)
     model = load_model(rec, ckpt, dev)
     apply_speed_settings(model, rec)  # the recipe's channels_last / compile_cfg, as in training
-    return run_inference(rec, model, inputs, Path(out_dir), device=dev, tta=tta, alpha=alpha)
+    import contextlib
+
+    from .engine.predict import collect_images
+    from .engine.report.display import ImageProgress
+
+    total = len(collect_images(inputs))
+    bar = ImageProgress(console, total, "infer") if console is not None else contextlib.nullcontext()
+    with bar as progress:
+        return run_inference(rec, model, inputs, Path(out_dir), device=dev, tta=tta, alpha=alpha,
+                             side_by_side=side_by_side, gt_dir=gt_dir,
+                             on_image=progress.advance if progress is not None else None)
+
+
+def load(target: str | Path, checkpoint: str | Path | None = None, *, overrides: list[str] = (),
+         device: str | None = None, tta: str | None = None, ema: bool = False):
+    """A trained model for notebooks and scripts: ``seg = segkit.load("runs/quickstart")`` (a run dir: its recipe
+    and best, else last, checkpoint) or ``segkit.load("recipe.toml", "weights.pt")``.
+
+    ``seg.predict(image | [images])`` returns label maps at each input's size (ndarray RGB, PIL image or path),
+    through the recipe's test pipeline and inference settings (whole/slide, TTA; ``tta`` picks a preset as
+    ``segkit eval --tta`` does); ``seg.overlay(image)``, ``seg.classnames``, ``seg.palette``.
+    Returns a :class:`segkit.engine.predict.Segmenter`.
+    """
+    from .engine.predict import load_segmenter
+
+    return load_segmenter(target, checkpoint, overrides=overrides, device=device, tta=tta, ema=ema)
 
 
 # ---------------------------------------------------------------------- export
@@ -313,6 +351,27 @@ def default_input_size(rec: Recipe) -> tuple[int, int]:
         if size:
             return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     return (512, 512)
+
+
+# ---------------------------------------------------------------------- benchmark, browse-data
+def benchmark(target: str | Path, *, checkpoint: str | Path | None = None, overrides: list[str] = (),
+              device: str | None = None, batch_size: int = 1, input_size: tuple[int, int] | None = None,
+              warmup: int = 3, iters: int = 20, train: bool = True) -> dict[str, Any]:
+    """img/s, latency p50/p95 and peak memory of the eval forward and of one training step, on random inputs
+    (a run dir's checkpoint, or a recipe's freshly built model)."""
+    from .engine.report.benchmark import benchmark as run_benchmark
+
+    return run_benchmark(target, checkpoint=checkpoint, overrides=list(overrides), device=device,
+                         batch_size=batch_size, input_size=input_size, warmup=warmup, iters=iters, train=train)
+
+
+def browse_data(recipe: str | Path, overrides: list[str] = (), *, split: str = "train", n: int = 16,
+                out: str | Path = "browse", seed: int = 0) -> list[Path]:
+    """Write ``n`` samples of a split, as the network receives them (augmented), with their labels drawn over
+    them: ``out/<index>_<id>.png``."""
+    from .viz.browse import browse_data as run_browse
+
+    return run_browse(recipe, list(overrides), split=split, n=n, out=out, seed=seed)
 
 
 # ---------------------------------------------------------------------- plot

@@ -257,6 +257,68 @@ def export(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe wit
 
 
 @app.command()
+def benchmark(target: Annotated[Path, typer.Argument(help="Run dir (its checkpoint), or a recipe (random weights).")],
+              checkpoint: CkptOpt = None, set_: SetOpt = None,
+              device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda when available).")] = None,
+              batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 1,
+              input_size: Annotated[str | None, typer.Option("--input-size", help="HxW (default: the training crop).")] = None,
+              iters: Annotated[int, typer.Option("--iters", min=1, help="Timed calls (after 3 warm-up calls).")] = 20,
+              no_train: Annotated[bool, typer.Option("--no-train", help="Only the eval forward.")] = False,
+              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Speed and memory of the eval forward and one training step, on random inputs.
+
+    segkit benchmark runs/quickstart\n
+    segkit benchmark recipes/fcn_r50_voc.toml --device cuda --batch-size 8
+    """
+    from . import api
+    from .errors import SegkitError
+
+    size = None
+    if input_size:
+        try:
+            size = tuple(int(v) for v in input_size.lower().split("x"))
+            assert len(size) == 2 and min(size) > 0
+        except (ValueError, AssertionError):
+            raise SegkitError(f"--input-size {input_size!r}: expected HxW, e.g. 512x512") from None
+    report = api.benchmark(target, checkpoint=checkpoint, overrides=set_ or [], device=device,
+                           batch_size=batch_size, input_size=size, iters=iters, train=not no_train)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    console.print(escape(f"{report['model']} on {report['device']}, batch {report['batch_size']} at "
+                         f"{report['input_size'][0]}x{report['input_size'][1]} ({report['weights']})"))
+    table = Table("", "img/s", "p50 ms", "p95 ms", "peak MiB")
+    for name in ("eval", "train_step"):
+        row = report.get(name)
+        if row is None:
+            continue
+        if "error" in row:
+            table.add_row(name, escape(row["error"]), "", "", "")
+        else:
+            table.add_row(name, f"{row['imgs_per_s']:.1f}", f"{row['latency_ms_p50']:.1f}",
+                          f"{row['latency_ms_p95']:.1f}", f"{row['peak_memory_mib']:.0f}" if "peak_memory_mib" in row
+                          else f"(RSS {report['peak_rss_mib']:.0f})")
+    console.print(table)
+
+
+@app.command("browse-data")
+def browse_data(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")], set_: SetOpt = None,
+                split: Annotated[str, typer.Option("--split", help="train (augmented) or test.",
+                                                   autocompletion=_complete_from(("train", "test")))] = "train",
+                n: Annotated[int, typer.Option("--n", min=1, help="How many samples.")] = 16,
+                out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("browse"),
+                seed: Annotated[int, typer.Option("--seed", help="Which training samples are drawn.")] = 0) -> None:
+    """Write samples as the network receives them, labels drawn over them: see what augmentation does.
+
+    segkit browse-data recipes/quickstart.toml --n 8 --out browse/
+    """
+    from . import api
+
+    files = api.browse_data(recipe, set_ or [], split=split, n=n, out=out, seed=seed)
+    console.print(f"wrote {len(files)} samples to {out}", highlight=False)
+
+
+@app.command()
 def plot(runs: Annotated[list[Path], typer.Argument(help="Run dirs (each with its metrics.jsonl).")],
          out: Annotated[Path | None, typer.Option("--out", "-o", help="Output PNG (several runs; default runs_compare.png).")] = None) -> None:
     """Draw curves: one run's plots/ again, or several runs compared in one picture.
