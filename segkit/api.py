@@ -234,7 +234,6 @@ def evaluate(target: str | Path, *, checkpoint: str | Path | None = None, overri
     from .data.datasets.build import build_dataset
     from .data.loader import build_dataloader
     from .engine.accel import apply_speed_settings
-    from .engine.callbacks import write_json
     from .engine.evaluator import evaluate as run_eval
     from .engine.evaluator import inference_kwargs
     from .evaluation.inference import tta_preset
