@@ -145,8 +145,9 @@ class AutomaticMaskGenerator:
         model = self.predictor.model
         coords = torch.as_tensor(self.predictor.transform.apply_coords(points, crop_size), device=model.device)
         labels = torch.ones(coords.shape[0], dtype=torch.int, device=model.device)
+        options = getattr(model, "automatic_decode_options", {})
         logits, iou, _ = self.predictor.predict_torch(coords[:, None], labels[:, None], multimask_output=True,
-                                                      return_logits=True)
+                                                      return_logits=True, **options)
         records = MaskRecords(masks=logits.flatten(0, 1), iou_preds=iou.flatten(0, 1),
                               points=torch.as_tensor(points.repeat(logits.shape[1], axis=0)))
         del logits

@@ -67,13 +67,14 @@ class SamPredictor:
 
     def predict(self, point_coords: np.ndarray | None = None, point_labels: np.ndarray | None = None,
                 box: np.ndarray | None = None, mask_input: np.ndarray | None = None, multimask_output: bool = True,
-                return_logits: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                return_logits: bool = False, **decode_options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks for one prompt set, in original-image pixel coordinates.
 
         ``point_coords`` ``[N, 2]`` (x, y) with ``point_labels`` ``[N]`` (1 foreground, 0 background), ``box``
         ``[4]`` (x0, y0, x1, y1), ``mask_input`` ``[1, 256, 256]`` low-resolution logits from an earlier call.
         Returns masks ``[M, H, W]`` (bool, or logits with ``return_logits``), IoU predictions ``[M]`` and
-        low-resolution logits ``[M, 256, 256]``; ``M`` is 3 with ``multimask_output``, else 1.
+        low-resolution logits ``[M, 256, 256]``; ``M`` is 3 with ``multimask_output``, else 1. ``decode_options``
+        go to the model's ``decode`` (SAM-HQ's ``hq_token_only``, EdgeSAM's ``num_multimask_outputs``).
         """
         self._require_image()
         coords = labels = boxes = masks = None
@@ -91,19 +92,20 @@ class SamPredictor:
                                     device=self.device)[:1]
         if mask_input is not None:
             masks = torch.as_tensor(mask_input, dtype=torch.float32, device=self.device)[None]
-        out, iou, low_res = self.predict_torch(coords, labels, boxes, masks, multimask_output, return_logits)
+        out, iou, low_res = self.predict_torch(coords, labels, boxes, masks, multimask_output, return_logits,
+                                               **decode_options)
         return out[0].cpu().numpy(), iou[0].cpu().numpy(), low_res[0].cpu().numpy()
 
     @torch.no_grad()
     def predict_torch(self, point_coords: torch.Tensor | None, point_labels: torch.Tensor | None,
                       boxes: torch.Tensor | None = None, mask_input: torch.Tensor | None = None,
-                      multimask_output: bool = True,
-                      return_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                      multimask_output: bool = True, return_logits: bool = False,
+                      **decode_options) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Batched prompts already in the resized frame (``[B, N, 2]``, ``[B, N]``, ``[B, 4]``,
         ``[B, 1, 256, 256]``) -> masks ``[B, M, H, W]``, IoU ``[B, M]``, low-resolution logits."""
         self._require_image()
         low_res, iou = self.model.decode(self.embedding, point_coords, point_labels, boxes, mask_input,
-                                         multimask_output)
+                                         multimask_output, **decode_options)
         masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold

@@ -1,6 +1,7 @@
 """Write ``data/official_layouts.json``: the state-dict layout (key -> shape) of every official checkpoint.
 
-Run in the parity environment (``nox -s promptable_parity`` installs segment-anything, segment-anything-hq and sam2):
+Run in the parity environment (``nox -s promptable_parity`` installs segment-anything, segment-anything-hq, sam2
+and sssegmentation 1.7.0, whose EdgeSAM gives EdgeSAM's layout):
 
     python tests/promptable/make_official_layouts.py
 
@@ -52,9 +53,19 @@ def sam2_layouts() -> dict[str, dict]:
     return out
 
 
+def edgesam_layouts() -> dict[str, dict]:
+    """EdgeSAM is not on the package registry; SSSegmentation 1.7.0's EdgeSAM loads the official checkpoints
+    strictly, so its module layout is theirs (both checkpoints share one architecture)."""
+    from ssseg.modules.models.segmentors.edgesam.edgesam import EdgeSAMPredictor
+
+    with torch.device("cpu"):
+        model = EdgeSAMPredictor(device="cpu").model
+    return {"edge_sam": layout(model), "edge_sam_3x": layout(model)}
+
+
 def main() -> None:
     layouts = json.loads(OUT.read_text()) if OUT.exists() else {}
-    wanted = sys.argv[1:] or ["sam", "sam_hq", "sam2"]
+    wanted = sys.argv[1:] or ["sam", "sam_hq", "edgesam", "sam2"]
     with torch.device("meta"):
         for family in wanted:
             layouts.update(globals()[f"{family}_layouts"]())

@@ -29,8 +29,12 @@ def build_official_sam(image_size: int, package: str = "segment_anything", **vit
     prompt = modeling.PromptEncoder(embed_dim=256, image_embedding_size=(grid, grid),
                                     input_image_size=(image_size, image_size), mask_in_chans=16)
     transformer = modeling.TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8)
-    decoder = modeling.MaskDecoder(num_multimask_outputs=3, transformer=transformer, transformer_dim=256,
-                                   iou_head_depth=3, iou_head_hidden_dim=256)
+    if package == "segment_anything_hq":
+        decoder = modeling.MaskDecoderHQ(num_multimask_outputs=3, transformer=transformer, transformer_dim=256,
+                                         iou_head_depth=3, iou_head_hidden_dim=256, vit_dim=vit["encoder_embed_dim"])
+    else:
+        decoder = modeling.MaskDecoder(num_multimask_outputs=3, transformer=transformer, transformer_dim=256,
+                                       iou_head_depth=3, iou_head_hidden_dim=256)
     sam = modeling.Sam(image_encoder=encoder, prompt_encoder=prompt, mask_decoder=decoder,
                        pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375])
     return sam.eval()
@@ -45,7 +49,9 @@ def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
         if not tensor.is_floating_point() or name.endswith(("pixel_mean", "pixel_std")):
             continue
         noise = torch.randn(tensor.shape, generator=generator)
-        if tensor.ndim == 1 and name.endswith("weight"):  # norm scales
+        if name.endswith("running_var"):  # BatchNorm statistics: variances stay positive
+            tensor.copy_(0.5 + noise.abs())
+        elif tensor.ndim == 1 and name.endswith("weight"):  # norm scales
             tensor.copy_(1.0 + 0.1 * noise)
         elif tensor.ndim <= 1:
             tensor.copy_(0.05 * noise)
@@ -55,3 +61,21 @@ def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
             fan_in = tensor[0].numel() if tensor.ndim > 1 else 1
             tensor.copy_(noise / math.sqrt(max(fan_in, 1)))
     return module
+
+
+def build_official_tiny(hq: bool) -> nn.Module:
+    """SAM-HQ's tiny model (``hq``) or MobileSAM: segment-anything-hq's TinyViT-5M (the code of the MobileSAM
+    repository) with the HQ decoder, or with segment-anything's plain decoder as MobileSAM's ``build_sam_vit_t``."""
+    from segment_anything_hq import sam_model_registry
+
+    tiny = sam_model_registry["vit_tiny"]()
+    if hq:
+        return tiny.eval()
+    from segment_anything.modeling import MaskDecoder, Sam, TwoWayTransformer
+
+    encoder = tiny.image_encoder
+    encoder.forward = lambda x: type(encoder).forward(encoder, x)[0]  # MobileSAM's TinyViT returns the map alone
+    decoder = MaskDecoder(num_multimask_outputs=3, transformer=TwoWayTransformer(depth=2, embedding_dim=256,
+                          mlp_dim=2048, num_heads=8), transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256)
+    return Sam(image_encoder=encoder, prompt_encoder=tiny.prompt_encoder, mask_decoder=decoder,
+               pixel_mean=[123.675, 116.28, 103.53], pixel_std=[58.395, 57.12, 57.375]).eval()

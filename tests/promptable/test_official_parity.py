@@ -26,6 +26,9 @@ RTOL = 1e-4
 
 
 def relative(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| / max |a|; both must be finite (NaNs would compare as equal otherwise)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    assert np.isfinite(a).all() and np.isfinite(b).all()
     return float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
 
 
@@ -144,3 +147,86 @@ def test_official_layouts_file_is_current(tmp_path):
     fresh = json.loads((tmp_path / "data" / "official_layouts.json").read_text())
     for name, layout in fresh.items():
         assert stored[name] == layout, name
+
+
+def save_random(model: torch.nn.Module, path: Path, seed: int = 0) -> Path:
+    randomize(model, seed=seed)
+    model.eval()  # TinyViT caches its attention biases in eval(): refresh them from the new weights
+    torch.save(model.state_dict(), path)
+    return path
+
+
+class Official:
+    """Adapts an official predictor whose ``predict`` takes extra keywords (SAM-HQ's ``hq_token_only``)."""
+
+    def __init__(self, predictor, **options) -> None:
+        self.predictor, self.options = predictor, options
+
+    def set_image(self, image):
+        self.predictor.set_image(image)
+
+    @property
+    def features(self):
+        return self.predictor.features
+
+    def predict(self, **kwargs):
+        return self.predictor.predict(**kwargs, **self.options)
+
+
+@pytest.mark.parametrize("hq_token_only", [False, True])
+def test_sam_hq_vit_b_matches_segment_anything_hq(tmp_path, hq_token_only):
+    from segment_anything_hq import SamPredictor as OfficialPredictor
+
+    official = build_official_sam(256, package="segment_anything_hq")
+    path = save_random(official, tmp_path / "sam_hq_vit_b.pth")
+    ours = load_promptable("sam_hq_vit_b", checkpoint=path, image_size=256)
+    ours.hq_token_only = hq_token_only
+    worst = compare_predictors(Official(OfficialPredictor(official), hq_token_only=hq_token_only),
+                               SamPredictor(ours), synthetic_image(), PROMPTS)
+    print(json.dumps(worst))
+    for name in ("masks", "iou_predictions", "low_res_logits"):
+        assert worst[name] < RTOL, worst
+
+
+@pytest.mark.parametrize("name", ["sam_hq_vit_tiny", "mobile_sam"])
+def test_tiny_vit_models_match_the_official_code(tmp_path, name):
+    """SAM-HQ tiny and MobileSAM (TinyViT-5M; the official TinyViT code fixes a 1024 input)."""
+    from segment_anything import SamPredictor as SamOfficialPredictor
+    from segment_anything_hq import SamPredictor as HQOfficialPredictor
+
+    from .official import build_official_tiny
+
+    hq = name == "sam_hq_vit_tiny"
+    official = build_official_tiny(hq)
+    path = save_random(official, tmp_path / f"{name}.pth", seed=2)
+    ours = load_promptable(name, checkpoint=path)
+    predictor = HQOfficialPredictor(official) if hq else SamOfficialPredictor(official)
+    worst = compare_predictors(Official(predictor), SamPredictor(ours), synthetic_image(), PROMPTS[:2])
+    print(json.dumps(worst))
+    for key in ("masks", "iou_predictions", "low_res_logits"):
+        assert worst[key] < RTOL, worst
+
+
+def test_edge_sam_matches_ssseg_edgesam(tmp_path):
+    """EdgeSAM is not on the package registry: SSSegmentation 1.7.0's port (which loads the official checkpoints
+    strictly) is the reference, for its 1-, 3- and 4-mask outputs and stability scoring."""
+    from ssseg.modules.models.segmentors.edgesam.edgesam import EdgeSAMPredictor
+
+    reference = EdgeSAMPredictor(device="cpu")
+    path = save_random(reference.model, tmp_path / "edge_sam.pth", seed=3)
+    ours = load_promptable("edge_sam", checkpoint=path)
+    image = synthetic_image()
+    reference.setimage(image)
+    predictor = SamPredictor(ours)
+    predictor.set_image(image)
+    assert relative(reference.features.numpy(), predictor.features.numpy()) < RTOL
+    for count in (1, 3, 4):
+        for stability in (False, True):
+            prompt = {"point_coords": np.array([[100, 70]]), "point_labels": np.array([1]),
+                      "box": np.array([50, 30, 160, 110])}
+            expected = reference.predict(**prompt, num_multimask_outputs=count, return_logits=True,
+                                         use_stability_score=stability)
+            actual = predictor.predict(**prompt, num_multimask_outputs=count, return_logits=True,
+                                       use_stability_score=stability)
+            for a, b in zip(expected, actual, strict=True):
+                assert a.shape == b.shape and relative(a, b) < RTOL
