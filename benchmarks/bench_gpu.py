@@ -51,7 +51,6 @@ from gpu.common import (  # noqa: E402  (benchmarks/ is not a package)
     memory_snapshot,
     plain_step,
     synchronize,
-    write_outputs,
 )
 
 PARTS = ("ceiling", "core", "fp32mem", "precisions", "mask2former")
@@ -278,7 +277,7 @@ def part_core(device, shape: dict, result: dict, budget: Budget) -> list[dict]:
     flops = result.setdefault("flops", {}).get(shape["model"])
     if flops is None and budget.left():
         flops = result["flops"][shape["model"]] = train_flops_per_image(shape, device)
-    rows = []
+    rows = result["core"] = []  # filled as measured: budget.save() writes each row as it comes
     plans = [("segkit", {"channels_last": False, "compile": False}),
              ("plain", {"channels_last": False, "compile": False}),
              ("plain", {"channels_last": True, "compile": False}),
@@ -344,11 +343,11 @@ def _criterion_timing(device, shape: dict) -> dict:
             "torch_cross_entropy_peak_allocated_gib": ref["peak_allocated_gib"]}
 
 
-def part_fp32mem(device, shape: dict, budget: Budget) -> dict:
+def part_fp32mem(device, shape: dict, result: dict, budget: Budget) -> dict:
     import torch
 
     data = synthetic_batch(shape["batch"], shape["size"], shape["num_classes"], device)
-    out: dict = {"tf32": {"cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+    out = result["fp32mem"] = {"tf32": {"cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
                           "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32}}
     settings = [("benchmark_on", {"benchmark": True}), ("benchmark_off", {"benchmark": False})]
     for name, extra in settings:
@@ -399,7 +398,7 @@ def child_wscap(cap_mib: int, shape: dict, budget: Budget) -> dict:
 
 def part_precisions(device, shape: dict, result: dict, budget: Budget) -> list[dict]:
     ceiling = (result.get("ceiling") or {}).get("tflops")
-    rows = []
+    rows = result["precisions"] = []
     plans = [("fcn", "fp32", False), ("fcn", "fp16", False), ("deeplabv3", "bf16", False),
              ("deeplabv3", "bf16", True), ("deeplabv3", "fp16", False), ("deeplabv3", "fp32", False)]
     for model, dtype, compiled in plans:
@@ -461,7 +460,7 @@ def run(parts: tuple[str, ...] = PARTS, out: Path | None = None, budget_s: float
                          "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                          "total_memory_gib": gib(torch.cuda.get_device_properties(device).total_memory)
                          if device.type == "cuda" else None}
-    budget = Budget(budget_s, result, out)
+    budget = Budget(budget_s, result, out, finalize=finalize)
     shape = {"model": "fcn", "dtype": "bf16", "batch": 2 if quick else 16, "size": 64 if quick else 512,
              "num_classes": 150, "warmup": 2 if quick else 3, "steps": 2 if quick else 10, "repeats": 2 if quick else 3}
     result["setup"] = {k: shape[k] for k in ("batch", "size", "num_classes", "warmup", "steps", "repeats")}
@@ -475,27 +474,28 @@ def run(parts: tuple[str, ...] = PARTS, out: Path | None = None, budget_s: float
             result[part] = {"error": f"{type(exc).__name__}: {exc}"[:600]}
             release(device)
         budget.save()
-    rows = [*result.get("core", []), *result.get("precisions", [])]
-    result["ratios"] = ratios(rows)
-    result["summary"] = summarize(result)
     budget.save()
-    if out is not None:
-        write_outputs(result, out)
     return result
+
+
+def finalize(result: dict) -> None:
+    """Ratios and summary from the rows measured so far."""
+    result["ratios"] = ratios([*result.get("core", []), *result.get("precisions", [])])
+    result["summary"] = summarize(result)
 
 
 def run_part(part: str, device, shape: dict, result: dict, budget: Budget, quick: bool) -> None:
     if part == "ceiling":
         result["ceiling"] = part_ceiling(device, quick)
     elif part == "core":
-        result["core"] = part_core(device, shape, result, budget)
+        part_core(device, shape, result, budget)
         budget.save()
         if budget.left():
             result["criterion"] = criterion_share(device, shape)
     elif part == "fp32mem":
-        result["fp32mem"] = part_fp32mem(device, {**shape, "dtype": "fp32"}, budget)
+        part_fp32mem(device, {**shape, "dtype": "fp32"}, result, budget)
     elif part == "precisions":
-        result["precisions"] = part_precisions(device, shape, result, budget)
+        part_precisions(device, shape, result, budget)
     elif part == "mask2former":
         from gpu.mask2former_gpu import run_mask2former
 

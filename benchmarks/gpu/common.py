@@ -68,9 +68,10 @@ class Budget:
     """Wall-clock budget: ``left()`` says whether another measurement may start; ``save()`` writes the results
     so far (atomically), so a run killed from outside keeps what it measured."""
 
-    def __init__(self, seconds: float | None, result: dict, out: Path | None, reserve_s: float = 25.0) -> None:
+    def __init__(self, seconds: float | None, result: dict, out: Path | None, reserve_s: float = 25.0,
+                 finalize=None) -> None:
         self.deadline = None if seconds is None else time.monotonic() + seconds
-        self.result, self.out, self.reserve_s = result, out, reserve_s
+        self.result, self.out, self.reserve_s, self.finalize = result, out, reserve_s, finalize
 
     def remaining(self) -> float:
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()
@@ -79,8 +80,11 @@ class Budget:
         return self.remaining() > self.reserve_s
 
     def save(self) -> None:
+        """Write the JSON and the Markdown table of what is measured so far (summary and ratios refreshed)."""
+        if self.finalize is not None:
+            self.finalize(self.result)
         if self.out is not None:
-            write_json(self.result, self.out)
+            write_outputs(self.result, self.out)
 
 
 def write_json(result: dict, out: Path) -> None:
@@ -129,7 +133,9 @@ def table(result: dict) -> str:
     if result.get("criterion"):
         lines += ["", f"criterion alone (forward + backward on the step's logits): {result['criterion']}"]
     if result.get("mask2former"):
-        lines += ["", f"Mask2Former-R50 640x640 bf16: {result['mask2former'].get('summary', result['mask2former'])}"]
+        m2f = result["mask2former"]
+        size = (m2f.get("setup") or {}).get("size")
+        lines += ["", f"Mask2Former-R50 {size}x{size} bf16, batch 2: {m2f.get('summary', m2f)}"]
     return "\n".join(lines) + "\n"
 
 

@@ -15,8 +15,17 @@
 #   4. tests.log (SUITE_S, default 150 s): the whole suite, `pytest -q -x -n 8 tests`;
 #   5. bench_gpu.json (merged): Mask2Former-R50 640x640 bf16, then fp32/fp16/bf16 for FCN and DeepLabV3, in
 #      whatever time is left of TOTAL_S (default 480 s).
+# DRY_RUN=1 (on a machine without CUDA) only collects the tests and runs the benchmark's code paths at tiny sizes on
+# the CPU; PY names the Python (default python3).
 set -u
 START=$(date +%s)
+PY=${PY:-python3}
+DRY_RUN=${DRY_RUN:-0}
+if [[ "$DRY_RUN" == 1 ]]; then
+  COLLECT=(--collect-only -q); BENCH_DRY=(--quick --device cpu); WORKERS=(-p no:xdist)
+else
+  COLLECT=(); BENCH_DRY=(); WORKERS=(-n 8)
+fi
 TOTAL_S=${TOTAL_S:-480}
 TARGETED_S=${TARGETED_S:-100}
 BENCH1_S=${BENCH1_S:-190}
@@ -31,12 +40,12 @@ cap() { local want=$1 rest; rest=$(( $(left) - ${2:-0} )); (( rest < want )) && 
 
 # ---------------------------------------------------------------------------------------------- 0. packages
 if compgen -G ".whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     >> "$LOG" 2>&1 || log "pip install of the carried wheels failed (see above)"
 fi
 export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # segkit's metadata (importlib.metadata: version, entry points) and a `segkit` command, without a build backend
-python3 - <<'EOF' >> "$LOG" 2>&1
+$PY - <<'EOF' >> "$LOG" 2>&1
 import pathlib, tomllib
 meta = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]
 info = pathlib.Path("/tmp/site") / f"segkit-{meta['version']}.dist-info"
@@ -49,7 +58,7 @@ for group, items in meta.get("entry-points", {}).items():
 (info / "RECORD").write_text("")
 print("segkit metadata in", info)
 EOF
-mkdir -p /tmp/bin && printf '#!/bin/sh\nexec python3 -m segkit "$@"\n' > /tmp/bin/segkit && chmod +x /tmp/bin/segkit
+mkdir -p /tmp/bin && printf '#!/bin/sh\nexec %s -m segkit "$@"\n' "$(command -v "$PY")" > /tmp/bin/segkit && chmod +x /tmp/bin/segkit
 export PATH="/tmp/bin:$PATH"
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 log "setup done"
@@ -57,7 +66,7 @@ log "setup done"
 # ---------------------------------------------------------------------------------------------- 1. environment
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
-  python3 - <<'EOF' 2>&1
+  $PY - <<'EOF' 2>&1
 import importlib, torch
 print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(),
       "device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
@@ -76,7 +85,7 @@ log "env: $(head -c 300 "$OUT/env.txt" | tr '\n' ' ')"
 # ---------------------------------------------------------------------------------------------- 2. targeted tests
 T=$(cap "$TARGETED_S" $(( BENCH1_S + SUITE_S )))
 log "targeted tests (timeout ${T}s)"
-timeout -k 5 "$T" python3 -m pytest -q -p no:cacheprovider -n 8 --durations=8 tests/engine/test_speed.py \
+timeout -k 5 "$T" $PY -m pytest -q -p no:cacheprovider "${WORKERS[@]}" --durations=8 "${COLLECT[@]}" tests/engine/test_speed.py \
   tests/engine/test_features.py::test_ema_weights_are_saved_and_evaluable \
   tests/engine/test_features.py::test_plugin_registers_a_backbone_usable_from_a_recipe \
   tests/engine/test_training.py::test_killed_mid_epoch_then_resumed_is_bit_identical \
@@ -86,21 +95,21 @@ log "targeted tests rc=$? : $(tail -n 1 "$OUT/tests_targeted.log")"
 # ---------------------------------------------------------------------------------------------- 3. bench, first half
 T=$(cap "$BENCH1_S" "$SUITE_S")
 log "bench ceiling,core,fp32mem (budget ${T}s)"
-timeout -k 5 $(( T + 20 )) python3 benchmarks/bench_gpu.py --parts ceiling,core,fp32mem --budget-s "$T" \
+timeout -k 5 $(( T + 20 )) $PY benchmarks/bench_gpu.py "${BENCH_DRY[@]}" --parts ceiling,core,fp32mem --budget-s "$T" \
   --out "$OUT/bench_gpu.json" > "$OUT/bench_1.log" 2>&1
 log "bench 1 rc=$?"
 
 # ---------------------------------------------------------------------------------------------- 4. whole suite
 T=$(cap "$SUITE_S" 0)
 log "whole suite (timeout ${T}s)"
-timeout -k 5 "$T" python3 -m pytest -q -x -p no:cacheprovider -n 8 tests > "$OUT/tests.log" 2>&1
+timeout -k 5 "$T" $PY -m pytest -q -x -p no:cacheprovider "${WORKERS[@]}" "${COLLECT[@]}" tests > "$OUT/tests.log" 2>&1
 log "whole suite rc=$? (124 = timed out) : $(tail -n 1 "$OUT/tests.log")"
 
 # ---------------------------------------------------------------------------------------------- 5. bench, the rest
 T=$(( $(left) - 5 ))
 if (( T > 40 )); then
   log "bench mask2former,precisions (budget $(( T - 15 ))s)"
-  timeout -k 5 "$T" python3 benchmarks/bench_gpu.py --parts mask2former,precisions --budget-s $(( T - 15 )) \
+  timeout -k 5 "$T" $PY benchmarks/bench_gpu.py "${BENCH_DRY[@]}" --parts mask2former,precisions --budget-s $(( T - 15 )) \
     --out "$OUT/bench_gpu.json" > "$OUT/bench_2.log" 2>&1
   log "bench 2 rc=$?"
 else

@@ -267,3 +267,63 @@ def test_train_flags_set_the_recipe_keys(tiny_recipe, capsys):
         main(["train", str(tiny_recipe), "--compile", "fastest", "--print-recipe"])
     assert exit_info.value.code == 2
     assert "compile_cfg.mode" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- the GPU benchmark
+def load_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_benchmark_says_no_cuda_and_tabulates_ratios(monkeypatch, tmp_path):
+    bench = load_bench()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "no CUDA" in bench.run()["summary"]["status"]
+    row = {"model": "fcn", "dtype": "bf16", "channels_last": True, "compile": True, "step_s": 0.05, "blocks_s": [0.05],
+           "first_step_s": 30.0, "peak_allocated_gib": 9.0, "peak_reserved_gib": 10.0}
+    result = {"core": [{**row, "runner": "plain", "imgs_per_s": 320.0},
+                       {**row, "runner": "segkit", "imgs_per_s": 304.0},
+                       {**row, "runner": "plain", "compile": False, "imgs_per_s": 260.0}]}
+    bench.finalize(result)
+    assert result["ratios"]["fcn/bf16/cl+compile"] == {"segkit_imgs_per_s": 304.0, "vs_plain_same_settings": 0.95,
+                                                      "vs_plain_best": 0.95}
+    assert result["summary"]["fcn_bf16_segkit_best_over_plain_best"] == 0.95
+    from gpu.common import write_outputs
+
+    write_outputs(result, tmp_path / "gpu.json")
+    assert "| segkit | fcn | bf16 | True | True | 304.0 | 50.0 |" in (tmp_path / "gpu.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------------- the loss's fast path
+@pytest.mark.parametrize("kwargs", [{}, {"class_weight": [0.5, 1.0, 2.0, 0.25]}, {"label_smoothing": 0.1},
+                                    {"class_weight": [0.5, 1.0, 2.0, 0.25], "norm_loss_with_class_weight": False},
+                                    {"reduction": "sum"}, {"reduction": "none"}, {"ignore_index": 255}])
+def test_cross_entropy_without_rows_equals_the_row_path(kwargs):
+    """Index targets skip the one-hot [pixels, C] rows (gigabytes at 150 classes, 16 x 512 x 512): same values and
+    gradients as the general row path, with ignored pixels, labels equal to C (no class) and all-ignored batches."""
+    from segkit.models.losses._common import to_class_rows
+    from segkit.models.losses.cross_entropy import CrossEntropyLoss
+
+    loss = CrossEntropyLoss(**kwargs)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 6, 7, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 4, (2, 6, 7), generator=g)
+    target[0, 0] = loss.ignore_index
+    target[1, :2] = 4  # a pixel of no class (SSSegmentation one-hots into C + 1 columns and keeps C)
+    for t in (target, torch.full_like(target, loss.ignore_index)):
+        x1, x2 = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+        fast = loss(x1, t)
+        rows = to_class_rows(x2, t, loss.ignore_index, index_target=True)
+        slow = loss._softmax_loss(rows, rows.class_weight(loss.class_weight))
+        torch.testing.assert_close(fast, slow)
+        fast.sum().backward()
+        slow.sum().backward()
+        torch.testing.assert_close(x1.grad, x2.grad)
+    with pytest.raises(RuntimeError, match="labels must be in"):
+        loss(logits, torch.full_like(target, 7))

@@ -95,10 +95,41 @@ class CrossEntropyLoss(nn.Module):
         index_target = check_pair("CrossEntropyLoss", prediction, target)
         if not self.use_sigmoid and prediction.size(1) < 2:
             raise ValueError("CrossEntropyLoss: the softmax loss needs at least 2 classes (use use_sigmoid=True)")
+        if index_target and not self.use_sigmoid and not self.batch_balanced:
+            return finish(self._softmax_index_loss(prediction, target), self.scale_factor, self.lowest_loss_value)
         rows = to_class_rows(prediction, target, self.ignore_index, index_target=index_target)
         weight = batch_balanced_weight(rows.t) if self.batch_balanced else rows.class_weight(self.class_weight)
         loss = self._sigmoid_loss(rows, weight) if self.use_sigmoid else self._softmax_loss(rows, weight)
         return finish(loss, self.scale_factor, self.lowest_loss_value)
+
+    def _softmax_index_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The softmax loss of an index target computed in place on ``[B, C, *S]`` (no one-hot ``[pixels, C]`` rows:
+        at 150 classes and 16 x 512 x 512 labels those are gigabytes per loss term): the same values as the row
+        path, with a label equal to ``C`` a pixel of no class and ``ignore_index`` pixels dropped."""
+        num_classes = prediction.size(1)
+        labels = target.long()
+        kept = labels != self.ignore_index
+        if (kept & ((labels < 0) | (labels > num_classes))).any():
+            raise RuntimeError(f"CrossEntropyLoss: labels must be in [0, {num_classes}] or ignore_index "
+                               f"({self.ignore_index}); got {sorted(labels[kept].unique().tolist())[:8]}")
+        real = kept & (labels < num_classes)
+        safe = torch.where(real, labels, torch.zeros_like(labels))
+        ce = F.cross_entropy(prediction, safe, reduction="none", label_smoothing=self.label_smoothing or 0.0)
+        if self.class_weight is None:
+            mass = real.to(ce.dtype)
+        else:
+            if self.class_weight.numel() != num_classes:
+                raise ValueError(f"class_weight has {self.class_weight.numel()} entries for {num_classes} classes")
+            weight = self.class_weight.to(device=prediction.device, dtype=prediction.dtype).to(ce.dtype)
+            mass = torch.where(real, weight[safe], torch.zeros((), dtype=ce.dtype, device=ce.device))
+        per_pixel = torch.where(real, ce * mass, torch.zeros((), dtype=ce.dtype, device=ce.device))
+        if self.reduction == "none":
+            return per_pixel
+        if self.reduction == "sum":
+            return per_pixel.sum()
+        use_weights = self.class_weight is not None and self.norm_loss_with_class_weight
+        denominator = mass.sum() if use_weights else kept.sum().to(ce.dtype)
+        return per_pixel.sum() / denominator.clamp(min=torch.finfo(ce.dtype).tiny)
 
     def _avg_factor(self, rows: Rows, weight: torch.Tensor | None) -> torch.Tensor | None:
         if weight is None or not self.norm_loss_with_class_weight:
