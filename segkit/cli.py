@@ -418,6 +418,7 @@ def list_registry(kind: Annotated[str | None, typer.Argument(help="A registry: b
 def _registry_listing(kind: str | None, pattern: str | None) -> dict[str, list[dict]]:
     """From the live registries when plugins are loaded (their components are only there) or the registries are
     imported in this process anyway; else from the manifest (no torch import; a test keeps it identical)."""
+    from .manifest import MANIFEST_PATH, listing
     from .plugins import loaded_plugins
 
     registry = sys.modules.get("segkit.registry")
@@ -479,7 +480,6 @@ def _stdout_to_stderr(active: bool = True):
     if not active:
         yield
         return
-    from .manifest import MANIFEST_PATH, listing
     saved = None
     try:
         out_fd, err_fd = sys.stdout.fileno(), sys.stderr.fileno()
