@@ -75,6 +75,11 @@ def save_figure(figure, path: Path) -> Path:
     return Path(path)
 
 
+def _marker(xs: list) -> str | None:
+    """Dots where a curve has few points (a single logged step draws no line)."""
+    return "o" if len(xs) < 30 else None
+
+
 def _series(rows: list[dict], key: str, x: str = "iter") -> tuple[list[float], list[float]]:
     points = [(r[x], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and r.get(x) is not None]
     points = [(a, b) for a, b in points if math.isfinite(b)]
@@ -100,13 +105,14 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     ax = axes[0][0]
     for key in loss_keys(train):
         xs, ys = _series(train, key)
-        ax.plot(xs, ys, label=key, linewidth=2.0 if key == "loss_total" else 1.2)
+        ax.plot(xs, ys, label=key, linewidth=2.0 if key == "loss_total" else 1.2, marker=_marker(xs), markersize=3)
     _decorate(ax, "training losses", "iteration", "loss", legend=bool(train))
     written.append(save_figure(figure, out_dir / "loss.png"))
 
     figure, axes = _figure()
     ax = axes[0][0]
-    ax.plot(*_series(train, "lr"), color="tab:purple")
+    xs, ys = _series(train, "lr")
+    ax.plot(xs, ys, color="tab:purple", marker=_marker(xs), markersize=3)
     _decorate(ax, "learning rate", "iteration", "lr", legend=False)
     written.append(save_figure(figure, out_dir / "lr.png"))
 
@@ -130,10 +136,10 @@ def plot_compare(run_dirs: Sequence[str | Path], out_path: str | Path) -> Path:
     names = _short_names([Path(r) for r in run_dirs])
     for run_dir, name in zip(run_dirs, names, strict=True):
         train, evals = read_metrics(run_dir)
-        axes[0][0].plot(*_series(train, "loss_total"), label=name)
+        for ax, series in ((axes[0][0], _series(train, "loss_total")), (axes[1][0], _series(train, "lr")),
+                           (axes[1][1], _series(train, "imgs_per_s"))):
+            ax.plot(*series, label=name, marker=_marker(series[0]), markersize=3)
         axes[0][1].plot(*_series(evals, "mIoU", x="epoch"), marker="o", label=name)
-        axes[1][0].plot(*_series(train, "lr"), label=name)
-        axes[1][1].plot(*_series(train, "imgs_per_s"), label=name)
     _decorate(axes[0][0], "total loss", "iteration", "loss")
     _decorate(axes[0][1], "mIoU", "epoch", "mIoU")
     _decorate(axes[1][0], "learning rate", "iteration", "lr")
