@@ -11,7 +11,7 @@ after round:
 the CPU (one thread; what other processes on a shared machine do does not count) and wall time on CUDA.
 
 Peak memory: ``tracemalloc`` does not see torch's CPU allocator, so on the CPU each figure is the peak resident set
-(``ru_maxrss``) of a fresh process that builds the model and the image and then runs either one slide pass or one
+(``VmHWM``) of a fresh process that builds the model and the image and then runs either one slide pass or one
 bare forward of one window batch; on CUDA ``torch.cuda.max_memory_allocated`` above what was allocated before the
 pass. Slide inference is bounded by the window batch when its peak is at most the forward's plus its output.
 """
@@ -86,8 +86,6 @@ def _timings(device: torch.device, window_batch: int, rounds: int) -> dict:
 
 def _peak_child(what: str, window_batch: int) -> None:
     """In a fresh process: the peak memory of one ``what`` pass ("slide" or "forward"), printed as JSON."""
-    import resource
-
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(1)
     from segkit.evaluation.inference import slide_logits, slide_windows
@@ -110,8 +108,18 @@ def _peak_child(what: str, window_batch: int) -> None:
         if device.type == "cuda":
             peak = torch.cuda.max_memory_allocated() - before
         else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            peak = _peak_rss()
     print(json.dumps({"peak_bytes": int(peak), "output_bytes": out_bytes}))
+
+
+def _peak_rss() -> int:
+    """This process's peak resident set (``VmHWM``; ``ru_maxrss`` would carry over the parent's across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _peak(what: str, window_batch: int) -> dict:

@@ -236,6 +236,7 @@ def evaluate(target: str | Path, *, checkpoint: str | Path | None = None, overri
     from .engine.accel import apply_speed_settings
     from .engine.evaluator import evaluate as run_eval
     from .engine.evaluator import inference_kwargs
+    from .engine.threads import configure_cpu
     from .evaluation.inference import tta_preset
 
     rec, ckpt = resolve_run(target, checkpoint, overrides)
@@ -243,7 +244,9 @@ def evaluate(target: str | Path, *, checkpoint: str | Path | None = None, overri
     model = load_model(rec, ckpt, dev, ema=ema)
     apply_speed_settings(model, rec)  # the recipe's channels_last / compile_cfg, as in training
     dataset = build_dataset(rec.dataset.model_dump(), mode="TEST", seed=rec.seed)
-    loader = build_dataloader(dataset, rec.dataloader.test.model_dump(), mode="TEST", seed=rec.seed)
+    plan = configure_cpu(rec)  # torch threads + loader workers within this process's CPUs
+    loader = build_dataloader(dataset, rec.dataloader.test.model_dump(), mode="TEST", seed=rec.seed,
+                              num_workers=plan.workers_for(rec.dataloader.test.num_workers_per_gpu))
     kwargs = inference_kwargs(rec.inference, rec.num_classes, rec.align_corners)
     if tta:
         kwargs.update(tta_preset(tta))

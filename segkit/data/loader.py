@@ -144,6 +144,7 @@ def build_dataloader(
     seed: int = 0,
     expected_total_train_bs: int | None = None,
     auto_adapt: bool = True,
+    num_workers: int | None = None,
 ) -> DataLoader:
     """A DataLoader for this process from a ``dataloader.train``/``dataloader.test`` table.
 
@@ -151,11 +152,14 @@ def build_dataloader(
     ``drop_last``. In ``'TRAIN'`` mode the batch follows :func:`per_process_batch_size`. In ``'TEST'`` mode
     ``shuffle`` is ignored: evaluation visits ``indices[rank::world_size]`` in order (SSSegmentation puts a
     padding ``DistributedSampler`` there too, which counts some samples twice when the sizes do not divide).
+    ``num_workers`` replaces ``num_workers_per_gpu`` (the number :mod:`segkit.engine.threads` chose).
     """
     mode = mode.upper()
     if mode not in LOADER_DEFAULTS:
         raise ValueError(f"mode must be 'TRAIN' or 'TEST', got {mode!r}")
     options = _loader_options(loader_cfg, mode)
+    if num_workers is not None:
+        options["num_workers_per_gpu"] = num_workers
     if mode == "TRAIN":
         batch_size = per_process_batch_size(
             options["batch_size_per_gpu"], world_size, expected_total_train_bs, auto_adapt

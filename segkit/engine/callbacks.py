@@ -112,6 +112,7 @@ class RunLog(Callback):
     def on_train_start(self, trainer: Trainer) -> None:
         self.started = time.perf_counter()
         self.line(f"training {trainer.recipe.type} on {trainer.recipe.dataset.type}: {trainer.summary()}")
+        self.line(trainer.cpu_plan.describe())
 
     def on_step_end(self, trainer: Trainer, logs: dict) -> None:
         if trainer.iteration % self.interval == 0 or trainer.iteration == trainer.max_iters:
@@ -157,6 +158,7 @@ class ProgressDisplay(Callback):
         self.started = self.epoch_started = time.perf_counter()
         self.last_logs: dict = {}
         self.console.print(f"[bold]segkit train[/] {trainer.summary()}")
+        self.console.print(trainer.cpu_plan.describe(), highlight=False, markup=False)
         if self.live:
             self.progress = TrainProgress(*progress_columns(), console=self.console, transient=False,
                                           expand=True)

@@ -19,6 +19,7 @@ def inference_kwargs(cfg: InferenceCfg, num_classes: int, align_corners: bool) -
         "mode": cfg.forward.mode,
         "cropsize": cfg.forward.cropsize,
         "stride": cfg.forward.stride,
+        "window_batch": cfg.forward.window_batch,
         "multiscale": tuple(cfg.tta.multiscale),
         "flip": cfg.tta.flip,
         "use_probs_before_resize": cfg.tta.use_probs_before_resize,

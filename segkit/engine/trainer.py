@@ -35,6 +35,7 @@ from .distributed import DistContext, all_reduce_mean, barrier, convert_sync_bat
 from .ema import ModelEMA
 from .evaluator import evaluate, inference_kwargs
 from .optim import build_optimizer, build_scheduler
+from .threads import configure_cpu
 
 TARGET_KEYS: tuple[str, ...] = ("seg_target", "edge_target")
 """Batch keys the criterion (and segmentors that declare ``uses_targets``) receive."""
@@ -85,6 +86,7 @@ class Trainer:
         self.console = console or Console()
         self.work_dir = Path(recipe.work_dir)
         seed_everything(recipe.seed, recipe.deterministic)
+        self.cpu_plan = configure_cpu(recipe)  # torch threads + loader workers within this process's CPUs
         torch.backends.cudnn.benchmark = recipe.benchmark and not recipe.deterministic
         self._build_data()
         self._build_model()
@@ -111,9 +113,10 @@ class Trainer:
         self.train_loader = build_dataloader(
             self.train_set, dl.train.model_dump(), mode="TRAIN", world_size=ctx.world_size, rank=ctx.rank,
             seed=r.seed, expected_total_train_bs=dl.expected_total_train_bs_for_assert,
-            auto_adapt=dl.auto_adapt_to_expected_train_bs)
+            auto_adapt=dl.auto_adapt_to_expected_train_bs, num_workers=self.cpu_plan.workers)
         self.val_loader = build_dataloader(self.val_set, dl.test.model_dump(), mode="TEST",
-                                           world_size=ctx.world_size, rank=ctx.rank, seed=r.seed)
+                                           world_size=ctx.world_size, rank=ctx.rank, seed=r.seed,
+                                           num_workers=self.cpu_plan.workers_for(dl.test.num_workers_per_gpu))
 
     def _build_model(self) -> None:
         r, ctx = self.recipe, self.ctx

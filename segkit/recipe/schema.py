@@ -29,6 +29,8 @@ class ForwardCfg(Strict):
     mode: Literal["whole", "slide"] = "whole"
     cropsize: tuple[PositiveInt, PositiveInt] | None = None
     stride: tuple[PositiveInt, PositiveInt] | None = None
+    window_batch: PositiveInt = 1
+    """segkit's own: slide windows that go through the model together (memory grows with it)."""
 
 
 class TTACfg(Strict):
@@ -124,6 +126,14 @@ class EmaCfg(Strict):
     device: str = ""
 
 
+class RuntimeCfg(Strict):
+    """segkit's own ``runtime``: torch threads and DataLoader workers of each process (unset: chosen to fit the
+    CPUs, see :mod:`segkit.engine.threads`)."""
+
+    num_threads: int | None = Field(None, ge=1, le=4096)
+    num_workers: int | None = Field(None, ge=0, le=4096)
+
+
 class CompileCfg(Strict):
     """segkit's own ``compile_cfg``: ``torch.compile`` of the segmentor, in place (checkpoints keep plain keys).
 
@@ -183,6 +193,7 @@ class Recipe(Strict):
     deterministic: bool = False
     channels_last: bool = False
     compile_cfg: CompileCfg = Field(default_factory=CompileCfg)
+    runtime: RuntimeCfg = Field(default_factory=RuntimeCfg)
     report_to: list[str] | None = None
     """Experiment trackers: tensorboard, wandb, mlflow; ``None`` = TensorBoard when installed, ``[]`` = none."""
     vis_samples: int = Field(4, ge=0)

@@ -1,0 +1,127 @@
+"""CPU threads and DataLoader workers per process, chosen so that a job never oversubscribes its CPUs.
+
+Each process of a job gets ``cpus // local processes`` CPUs (its *budget*; ``cpus`` is what the process may run on:
+its affinity mask, and a cgroup CPU quota when one is set). By default the DataLoader gets what the recipe's
+``dataloader.*.num_workers_per_gpu`` asks, but at most ``budget - 1`` workers, and torch's intra-op threads get the
+rest: ``threads + workers <= budget`` in every process. ``runtime.num_threads`` / ``runtime.num_workers`` set
+either number explicitly (then the other one fills what is left of the budget).
+
+PyTorch's DataLoader already runs each worker with one torch thread; segkit's worker init gives OpenCV one thread
+too, so a worker is one busy core.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """What one process of a job uses: ``threads`` torch intra-op threads and up to ``worker_cap`` workers."""
+
+    cpus: int
+    processes: int
+    threads: int
+    worker_cap: int
+    requested_workers: int
+    threads_set: bool = False
+    workers_set: bool = False
+
+    @property
+    def budget(self) -> int:
+        """CPUs for each process of the job on this machine."""
+        return max(1, self.cpus // self.processes)
+
+    @property
+    def workers(self) -> int:
+        """DataLoader workers of the training loader."""
+        return self.workers_for(self.requested_workers)
+
+    def workers_for(self, requested: int) -> int:
+        """Workers for a loader whose recipe table asks for ``requested`` (the explicit number when set)."""
+        return self.worker_cap if self.workers_set else min(requested, self.worker_cap)
+
+    def describe(self) -> str:
+        """One line for the run header."""
+        per = f"{self.cpus} CPU{'s' if self.cpus != 1 else ''}"
+        if self.processes > 1:
+            per += f" / {self.processes} processes"
+        threads = f"{self.threads} torch thread{'s' if self.threads != 1 else ''}"
+        threads += " (runtime.num_threads)" if self.threads_set else ""
+        workers = f"{self.workers} dataloader worker{'s' if self.workers != 1 else ''}"
+        if self.workers_set:
+            workers += " (runtime.num_workers)"
+        elif self.workers < self.requested_workers:
+            workers += f" (recipe asks {self.requested_workers}; capped to fit, runtime.num_workers overrides)"
+        line = f"cpu: {per}; each process: {threads} + {workers}"
+        if self.threads + self.workers > self.budget:
+            line += f" - more than the {self.budget} CPU(s) each process has"
+        return line
+
+
+def plan_cpu(cpus: int, processes: int, requested_workers: int, num_threads: int | None = None,
+             num_workers: int | None = None) -> CpuPlan:
+    """The threads and workers of each of ``processes`` processes sharing ``cpus`` CPUs (see the module doc)."""
+    if cpus < 1 or processes < 1 or requested_workers < 0:
+        raise ValueError(f"bad CPU plan inputs: cpus={cpus}, processes={processes}, workers={requested_workers}")
+    budget = max(1, cpus // processes)
+    if num_workers is not None:
+        worker_cap = num_workers
+        threads = num_threads if num_threads is not None else max(1, budget - num_workers)
+    elif num_threads is not None:
+        threads = num_threads
+        worker_cap = max(0, budget - num_threads)
+    else:
+        worker_cap = max(0, budget - 1)
+        threads = max(1, budget - min(requested_workers, worker_cap))
+    return CpuPlan(cpus=cpus, processes=processes, threads=threads, worker_cap=worker_cap,
+                   requested_workers=requested_workers, threads_set=num_threads is not None,
+                   workers_set=num_workers is not None)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, lowered to a cgroup (v2 or v1) CPU quota when one is set."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_quota()
+    return max(1, min(count, math.ceil(quota))) if quota else max(1, count)
+
+
+def _cgroup_quota() -> float | None:
+    try:
+        fields = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if fields and fields[0] != "max":
+            return int(fields[0]) / int(fields[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def local_processes() -> int:
+    """Processes of this job on this machine (torchrun's ``LOCAL_WORLD_SIZE``; 1 without torchrun)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def configure_cpu(recipe, *, cpus: int | None = None, processes: int | None = None) -> CpuPlan:
+    """Plan this process's threads and workers from ``recipe.runtime`` and its training loader, and set torch's
+    (and OpenCV's) intra-op threads accordingly."""
+    import cv2
+    import torch
+
+    runtime = recipe.runtime
+    plan = plan_cpu(cpus or available_cpus(), processes or local_processes(),
+                    recipe.dataloader.train.num_workers_per_gpu, runtime.num_threads, runtime.num_workers)
+    if torch.get_num_threads() != plan.threads:
+        torch.set_num_threads(plan.threads)
+    cv2.setNumThreads(plan.threads)
+    return plan

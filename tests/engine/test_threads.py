@@ -1,0 +1,138 @@
+"""CPU threads and DataLoader workers: never more than each process's share of the CPUs by default, explicit
+recipe overrides, and the line in the run header."""
+
+from __future__ import annotations
+
+import itertools
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from segkit.engine import threads
+from segkit.engine.threads import plan_cpu
+
+
+@pytest.mark.parametrize(
+    ("cpus", "processes", "asked", "threads_", "workers"),
+    [
+        (2, 1, 2, 1, 1),  # this box: one thread computes, one worker loads
+        (2, 2, 2, 1, 0),  # --nproc 2 on 2 CPUs: one CPU each, data loaded in the process
+        (16, 1, 16, 1, 15),  # a GPU box: SSSegmentation's 16 workers capped to leave the main process a CPU
+        (16, 4, 2, 2, 2),  # 4 CPUs each
+        (16, 1, 0, 16, 0),  # no workers: every CPU computes
+        (8, 3, 4, 1, 1),  # 8 // 3 = 2 CPUs each
+        (1, 1, 4, 1, 0),
+        (4, 8, 2, 1, 0),  # more processes than CPUs: one thread each, no workers
+    ],
+)
+def test_chosen_threads_and_workers(cpus, processes, asked, threads_, workers):
+    plan = plan_cpu(cpus, processes, asked)
+    assert (plan.threads, plan.workers) == (threads_, workers)
+    assert not plan.threads_set and not plan.workers_set
+
+
+def test_defaults_never_oversubscribe():
+    for cpus, processes, asked in itertools.product(range(1, 40), range(1, 9), range(0, 20)):
+        plan = plan_cpu(cpus, processes, asked)
+        assert plan.threads >= 1 and plan.workers >= 0
+        assert plan.threads + plan.workers <= max(1, cpus // processes)
+        if cpus >= processes:
+            assert processes * (plan.threads + plan.workers) <= cpus
+        assert plan.workers == min(asked, max(0, cpus // processes - 1))  # as many as asked, when they fit
+
+
+def test_explicit_numbers_override_and_the_other_fills_the_rest():
+    plan = plan_cpu(8, 1, 16, num_threads=3)
+    assert (plan.threads, plan.workers) == (3, 5)
+    plan = plan_cpu(8, 2, 16, num_workers=1)
+    assert (plan.threads, plan.workers) == (3, 1)
+    assert plan.workers_for(0) == 1  # an explicit number applies to every loader
+    plan = plan_cpu(2, 1, 0, num_threads=4, num_workers=2)  # both given: as given, and the header says so
+    assert (plan.threads, plan.workers) == (4, 2)
+    assert "more than the 2 CPU(s)" in plan.describe()
+
+
+def test_test_loader_is_capped_like_the_training_one():
+    plan = plan_cpu(4, 1, 2)
+    assert (plan.threads, plan.workers) == (2, 2)
+    assert plan.workers_for(8) == 3 and plan.workers_for(1) == 1
+
+
+def test_describe_names_the_numbers_and_the_override():
+    line = plan_cpu(16, 2, 16).describe()
+    assert line == ("cpu: 16 CPUs / 2 processes; each process: 1 torch thread + 7 dataloader workers "
+                    "(recipe asks 16; capped to fit, runtime.num_workers overrides)")
+    assert plan_cpu(2, 1, 0, num_threads=2).describe() == (
+        "cpu: 2 CPUs; each process: 2 torch threads (runtime.num_threads) + 0 dataloader workers")
+
+
+def test_available_cpus_follows_affinity_and_quota(monkeypatch):
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
+    monkeypatch.setattr(threads, "_cgroup_quota", lambda: None)
+    assert threads.available_cpus() == 3
+    monkeypatch.setattr(threads, "_cgroup_quota", lambda: 1.5)
+    assert threads.available_cpus() == 2
+
+
+def test_local_processes_from_torchrun(monkeypatch):
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert threads.local_processes() == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert threads.local_processes() == 4
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_configure_sets_torch_threads(monkeypatch, restore_threads):
+    recipe = SimpleNamespace(runtime=SimpleNamespace(num_threads=None, num_workers=None),
+                             dataloader=SimpleNamespace(train=SimpleNamespace(num_workers_per_gpu=1)))
+    plan = threads.configure_cpu(recipe, cpus=4, processes=1)
+    assert (plan.threads, plan.workers) == (3, 1) and torch.get_num_threads() == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    plan = threads.configure_cpu(recipe, cpus=4)
+    assert (plan.threads, plan.workers) == (1, 1) and torch.get_num_threads() == 1
+
+
+def test_recipe_keys_are_validated(tiny_recipe):
+    from segkit.errors import SegkitError
+    from segkit.recipe import load_recipe
+
+    rec = load_recipe(tiny_recipe, ["runtime.num_threads=3", "runtime.num_workers=0"])
+    assert (rec.runtime.num_threads, rec.runtime.num_workers) == (3, 0)
+    assert load_recipe(tiny_recipe).runtime.num_threads is None
+    with pytest.raises(SegkitError, match="runtime.num_threads"):
+        load_recipe(tiny_recipe, ["runtime.num_threads=0"])
+
+
+def test_run_header_and_loaders_use_the_plan(tiny_recipe, capsys, monkeypatch, restore_threads):
+    from segkit.cli import main
+
+    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # as in a 2-process job on this machine: 2 CPUs each
+    seen = {}
+    from segkit.engine import trainer as trainer_module
+
+    real_build = trainer_module.build_dataloader
+
+    def spy(dataset, cfg, *, mode, **kwargs):
+        loader = real_build(dataset, cfg, mode=mode, **kwargs)
+        seen[mode] = loader.num_workers
+        return loader
+
+    monkeypatch.setattr(trainer_module, "build_dataloader", spy)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(tiny_recipe), "--set", "dataloader.train.num_workers_per_gpu=3",
+              "--set", "scheduler.max_epochs=1"])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 0, out + err
+    line = ("cpu: 4 CPUs / 2 processes; each process: 1 torch thread + 1 dataloader worker "
+            "(recipe asks 3; capped to fit, runtime.num_workers overrides)")
+    assert line in " ".join(out.split())  # the console may wrap it
+    assert line in (tiny_recipe.parent / "run" / "log.txt").read_text()
+    assert seen == {"TRAIN": 1, "TEST": 0} and torch.get_num_threads() == 1
