@@ -197,17 +197,36 @@ def eval_(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
 
 
 @app.command()
-def infer(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with --checkpoint.")],
-          inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders.")],
+def infer(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with --checkpoint (with --model: an image or folder).")],
+          inputs: Annotated[list[Path] | None, typer.Argument(help="Image files and/or folders.")] = None,
           out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("predictions"),
           checkpoint: CkptOpt = None, set_: SetOpt = None, tta: TTAOpt = None,
           alpha: Annotated[float, typer.Option(help="Overlay opacity of the colour mask.")] = 0.5,
           side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Also write <name>_side.png: image | [ground truth |] prediction.")] = False,
           gt_dir: Annotated[Path | None, typer.Option("--gt-dir", help="Ground-truth label maps (<name>.png, same layout) for --side-by-side.")] = None,
-          device: Annotated[str | None, typer.Option("--device")] = None) -> None:
+          device: Annotated[str | None, typer.Option("--device")] = None,
+          model: Annotated[str | None, typer.Option("--model", help="A promptable model (sam_vit_b, mobile_sam, edge_sam, sam_hq_vit_b, ...): every positional is an input; --checkpoint is its weights (default: the official file).")] = None,
+          everything: Annotated[bool, typer.Option("--everything", help="--model: automatic masks for the whole image.")] = False,
+          point: Annotated[list[str] | None, typer.Option("--point", help="--model: a prompt point X,Y[,LABEL] (repeatable; LABEL 0 = background).")] = None,
+          box: Annotated[list[str] | None, typer.Option("--box", help="--model: a prompt box X0,Y0,X1,Y1 (repeatable: one mask each).")] = None,
+          prompts: Annotated[Path | None, typer.Option("--prompts", help="--model: JSON of prompts per image name.")] = None,
+          amg: Annotated[list[str] | None, typer.Option("--amg", help="--everything: a mask generator option KEY=VALUE, e.g. points_per_side=16, pred_iou_thresh=0.8, crop_n_layers=1, min_mask_region_area=100 (repeatable).")] = None) -> None:
     """Predict label maps: <name>.png (palette PNG of class ids), <name>_overlay.png (with a legend),
-    predictions.jsonl; folders are searched recursively and their structure kept under --out."""
+    predictions.jsonl; folders are searched recursively and their structure kept under --out.
+    With --model: promptable masks (<name>_masks.png ids, <name>_overlay.png, <name>.json)."""
     from . import api
+    from .errors import SegkitError
+
+    if model is not None:
+        from .promptable.cli import infer_promptable
+
+        found = infer_promptable(model, [target, *(inputs or [])], out, checkpoint=checkpoint, device=device,
+                                 everything=everything, points=point, boxes=box, prompts_file=prompts,
+                                 amg_options=amg, alpha=alpha, console=err_console)
+        console.print(f"wrote masks of {len(found)} images to {out} (index: {out / 'masks.jsonl'})", highlight=False)
+        return
+    if not inputs:
+        raise SegkitError("give image files or folders after the run dir / recipe")
 
     records = api.infer(target, inputs, out, checkpoint=checkpoint, overrides=set_ or [], tta=tta,
                         device=device, alpha=alpha, side_by_side=side_by_side, gt_dir=gt_dir,

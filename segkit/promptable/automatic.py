@@ -74,6 +74,10 @@ class AutomaticMaskGenerator:
         self.min_mask_region_area = min_mask_region_area
         self.output_mode = output_mode
 
+    def batches_per_image(self) -> int:
+        """How many point batches one image takes (``4 ** layer`` crops per crop layer)."""
+        return sum(4 ** layer * -(-len(grid) // self.points_per_batch) for layer, grid in enumerate(self.point_grids))
+
     @torch.no_grad()
     def generate(self, image: np.ndarray, progress=None) -> list[dict[str, Any]]:
         """Masks of an HWC uint8 RGB image. ``progress(done, total)`` is called after each point batch."""
@@ -100,8 +104,7 @@ class AutomaticMaskGenerator:
 
         original_size = image.shape[:2]
         boxes, layers = crop_boxes(original_size, self.crop_n_layers, self.crop_overlap_ratio)
-        total = sum(-(-len(self.point_grids[layer]) // self.points_per_batch) for layer in layers)
-        counter = [0, total, progress]
+        counter = [0, self.batches_per_image(), progress]
         records = MaskRecords()
         for crop_box, layer in zip(boxes, layers, strict=True):
             records.extend(self.process_crop(image, crop_box, layer, original_size, counter))

@@ -168,9 +168,9 @@ def test_high_thresholds_give_no_masks_without_failing(small_sam):
 
 
 class DiskSam(Sam):
-    """A promptable model with known answers: for a point it returns three cone-shaped logit maps (positive
-    inside a disk of radius ``RADII[k]`` around the point, slope 1 per pixel) and IoU predictions that differ by
-    mask and, slightly, by point (so NMS has no ties)."""
+    """A promptable model with known answers: for a point (its first point, or its box's centre) it returns three
+    cone-shaped logit maps (positive inside a disk of radius ``RADII[k]`` around the point, slope 1 per pixel) and
+    IoU predictions that differ by mask and, slightly, by point (so NMS has no ties)."""
 
     RADII = (5.0, 12.0, 40.0)
     IOUS = (0.95, 0.86, 0.9)
@@ -185,7 +185,7 @@ class DiskSam(Sam):
         size = self.image_size // 4
         centres = (torch.arange(size, dtype=torch.float64) + 0.5) * 4
         ys, xs = torch.meshgrid(centres, centres, indexing="ij")
-        point = points[:, 0].to(torch.float64)
+        point = (points[:, 0] if points is not None else (boxes[:, :2] + boxes[:, 2:]) / 2).to(torch.float64)
         distance = ((xs[None] - point[:, 0, None, None]) ** 2 + (ys[None] - point[:, 1, None, None]) ** 2).sqrt()
         radii = torch.tensor(self.RADII, dtype=torch.float64)
         logits = (radii[None, :, None, None] - distance[:, None]).float()

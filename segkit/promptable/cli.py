@@ -1,0 +1,241 @@
+"""``segkit infer --model NAME``: promptable segmentation of images from the command line.
+
+Per image ``<name>`` (folders are searched recursively; their structure is kept under ``--out``):
+
+* ``<name>_masks.png``: a 16-bit map of mask ids (0 = no mask; larger masks first, so smaller ones stay visible),
+* ``<name>_mask_<k>.png``: each prompted mask as a 0/255 PNG (prompt modes),
+* ``<name>_overlay.png``: the image with each mask in its own colour, outlines, and the prompts drawn,
+* ``<name>.json``: per mask its id, score (predicted IoU), stability score, box (x, y, w, h), area, prompt and
+  run-length encoding (COCO RLE with pycocotools, else uncompressed, as ``rle_format`` says).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SegkitError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def parse_point(text: str) -> tuple[float, float, int]:
+    """``X,Y[,LABEL]`` (label 1 foreground, 0 background)."""
+    parts = text.split(",")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        x, y = float(parts[0]), float(parts[1])
+        label = int(parts[2]) if len(parts) == 3 else 1
+        if label not in (0, 1):
+            raise ValueError
+    except ValueError:
+        raise SegkitError(f"--point {text!r}: expected X,Y or X,Y,LABEL with LABEL 1 (foreground) or 0 "
+                          "(background), e.g. --point 320,240 or --point 10,10,0") from None
+    return x, y, label
+
+
+def parse_box(text: str) -> list[float]:
+    try:
+        box = [float(v) for v in text.split(",")]
+        if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError
+    except ValueError:
+        raise SegkitError(f"--box {text!r}: expected X0,Y0,X1,Y1 with X1 > X0 and Y1 > Y0, e.g. "
+                          "--box 10,20,200,180") from None
+    return box
+
+
+def prompts_from_options(points: list[str], boxes: list[str]) -> list[dict]:
+    """The prompt sets given by ``--point`` / ``--box``: all points (and one box) in one set, or one set per box."""
+    parsed = [parse_point(p) for p in points]
+    parsed_boxes = [parse_box(b) for b in boxes]
+    if len(parsed_boxes) > 1 and parsed:
+        raise SegkitError("--point with several --box: give points with at most one box (one prompt), or boxes "
+                          "alone (one mask per box), or use --prompts FILE.json")
+    point_set = {"points": [[x, y] for x, y, _ in parsed], "labels": [label for *_, label in parsed]} if parsed \
+        else {}
+    if not parsed_boxes:
+        return [point_set] if parsed else []
+    return [{**point_set, "box": box} for box in parsed_boxes]
+
+
+def load_prompt_file(path: Path) -> dict[str, list[dict]]:
+    """A JSON object: image name (file name, path relative to the input folder, or ``"*"`` for every image) ->
+    a prompt set ``{"points": [[x, y], ...], "labels": [1, 0, ...], "box": [x0, y0, x1, y1]}`` or a list of them."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SegkitError(f"--prompts {path}: cannot read it as JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise SegkitError(f"--prompts {path}: expected an object mapping image names to prompts, e.g. "
+                          '{"street.jpg": {"points": [[320, 240]], "labels": [1]}}')
+    out = {}
+    for name, value in data.items():
+        sets = value if isinstance(value, list) else [value]
+        for index, prompt in enumerate(sets):
+            check_prompt(prompt, f"{path}: {name}" + (f"[{index}]" if isinstance(value, list) else ""))
+        out[name] = sets
+    return out
+
+
+def check_prompt(prompt: Any, where: str) -> None:
+    if not isinstance(prompt, dict) or not set(prompt) <= {"points", "labels", "box", "multimask"} or \
+            not ({"points", "box"} & set(prompt)):
+        raise SegkitError(f"{where}: expected {{\"points\": [[x, y], ...], \"labels\": [1, ...], \"box\": "
+                          f"[x0, y0, x1, y1]}} (points and/or box), got {prompt!r}")
+    points = np.asarray(prompt.get("points", []), dtype=float)
+    if "points" in prompt and (points.ndim != 2 or points.shape[1] != 2 or len(points) == 0):
+        raise SegkitError(f"{where}.points: expected a list of [x, y] pairs, got {prompt['points']!r}")
+    labels = prompt.get("labels", [1] * len(points))
+    if len(labels) != len(points) or any(label not in (0, 1) for label in labels):
+        raise SegkitError(f"{where}.labels: expected one label (1 foreground, 0 background) per point, got "
+                          f"{labels!r}")
+    if "box" in prompt:
+        box = prompt["box"]
+        if not (isinstance(box, list) and len(box) == 4 and box[2] > box[0] and box[3] > box[1]):
+            raise SegkitError(f"{where}.box: expected [x0, y0, x1, y1] with x1 > x0 and y1 > y0, got {box!r}")
+
+
+def find_images(inputs: list[Path]) -> list[tuple[Path, Path]]:
+    """(image path, its name relative to the input it came from) for files and folders (recursive)."""
+    found = []
+    for item in inputs:
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            found += [(p, p.relative_to(item)) for p in files]
+        elif item.is_file():
+            found.append((item, Path(item.name)))
+        else:
+            raise SegkitError(f"{item}: no such file or folder")
+    if not found:
+        raise SegkitError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {', '.join(map(str, inputs))}")
+    return found
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SegkitError(f"{path}: not a readable image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def infer_promptable(model_name: str, inputs: list[Path], out: Path, *, checkpoint: Path | None = None,
+                     device: str | None = None, everything: bool = False, points: list[str] | None = None,
+                     boxes: list[str] | None = None, prompts_file: Path | None = None,
+                     amg_options: list[str] | None = None, alpha: float = 0.5, console=None) -> list[dict]:
+    """Segment ``inputs`` with a promptable model; returns one summary per image (also written as JSON)."""
+    option_prompts = prompts_from_options(points or [], boxes or [])
+    modes = [everything, bool(option_prompts), prompts_file is not None]
+    if sum(modes) != 1:
+        raise SegkitError("say what to segment: --everything (automatic masks), or --point X,Y[,LABEL] / "
+                          "--box X0,Y0,X1,Y1, or --prompts FILE.json (exactly one of these)")
+    if amg_options and not everything:
+        raise SegkitError("--amg sets options of --everything; add --everything or drop --amg")
+    generator_options = parse_amg_options(amg_options or [])
+    file_prompts = load_prompt_file(prompts_file) if prompts_file is not None else None
+    images = find_images(inputs)
+    import torch
+
+    from . import AutomaticMaskGenerator, SamPredictor, load_promptable
+    from .render import write_outputs
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_promptable(model_name, checkpoint=checkpoint, device=device)
+    predictor = SamPredictor(model)
+    generator = AutomaticMaskGenerator(predictor, **generator_options) if everything else None
+    summaries = []
+    from ..engine.report.display import ImageProgress
+
+    progress_console = console or __import__("rich.console", fromlist=["Console"]).Console(stderr=True)
+    batches = generator.batches_per_image() if everything else 1
+    with ImageProgress(progress_console, len(images) * batches, f"{model_name}",
+                       unit="batch/s" if everything else "img/s",
+                       noun="point batches" if everything else "images") as bar:
+        for path, name in images:
+            image = read_rgb(path)
+            if everything:
+                records = generator.generate(image, progress=lambda done, total: bar.advance(1))
+                masks = [dict(r, prompt=None) for r in records]
+            else:
+                sets = option_prompts or prompt_sets_for(file_prompts, name)
+                masks = predict_prompts(predictor, image, sets)
+                bar.advance(1)
+            summaries.append(write_outputs(out, name, image, masks, model_name, alpha, individual=not everything))
+    (out / "masks.jsonl").parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "masks.jsonl", "".join(json.dumps(s) + "\n" for s in summaries).encode())
+    return summaries
+
+
+AMG_OPTIONS = {"points_per_side": int, "points_per_batch": int, "pred_iou_thresh": float,
+               "stability_score_thresh": float, "stability_score_offset": float, "box_nms_thresh": float,
+               "crop_n_layers": int, "crop_nms_thresh": float, "crop_overlap_ratio": float,
+               "crop_n_points_downscale_factor": int, "min_mask_region_area": int}
+
+
+def parse_amg_options(options: list[str]) -> dict:
+    """``KEY=VALUE`` strings -> AutomaticMaskGenerator arguments (output as uncompressed RLE, encoded later)."""
+    parsed: dict = {"output_mode": "uncompressed_rle"}
+    for option in options:
+        key, _, value = option.partition("=")
+        if key not in AMG_OPTIONS:
+            from ..errors import did_you_mean
+
+            raise SegkitError(f"--amg {option!r}: unknown option {key!r}{did_you_mean(key, AMG_OPTIONS)} (known: "
+                              f"{', '.join(AMG_OPTIONS)})")
+        try:
+            parsed[key] = AMG_OPTIONS[key](value)
+        except ValueError:
+            raise SegkitError(f"--amg {option!r}: {key} takes a{'n integer' if AMG_OPTIONS[key] is int else ' number'}")\
+                from None
+    return parsed
+
+
+def prompt_sets_for(prompts: dict[str, list[dict]], name: Path) -> list[dict]:
+    for key in (name.as_posix(), name.name, "*"):
+        if key in prompts:
+            return prompts[key]
+    raise SegkitError(f"--prompts has no entry for {name.as_posix()} (keys: {', '.join(sorted(prompts))}); add "
+                      'one, or a "*" entry for every image')
+
+
+def predict_prompts(predictor, image: np.ndarray, prompt_sets: list[dict]) -> list[dict]:
+    """One mask per prompt set: with a single point and no box SAM's three candidates are scored and the best is
+    kept (the official advice for ambiguous prompts); otherwise the single-mask output."""
+    import torch
+
+    from .amg_utils import masks_to_boxes, masks_to_rle, xyxy_to_xywh
+
+    predictor.set_image(image)
+    height, width = image.shape[:2]
+    masks = []
+    for prompt in prompt_sets:
+        coords = np.asarray(prompt["points"], dtype=float) if prompt.get("points") else None
+        labels = np.asarray(prompt.get("labels", [1] * (0 if coords is None else len(coords))))
+        box = np.asarray(prompt["box"], dtype=float) if "box" in prompt else None
+        outside = [p for p in (coords if coords is not None else []) if not (0 <= p[0] < width and 0 <= p[1] < height)]
+        if outside:
+            raise SegkitError(f"point {list(outside[0])} lies outside the {width}x{height} image")
+        multimask = prompt.get("multimask", coords is not None and len(coords) == 1 and box is None)
+        result, scores, _ = predictor.predict(coords, labels if coords is not None else None, box,
+                                              multimask_output=multimask)
+        best = int(np.argmax(scores))
+        mask = torch.as_tensor(result[best])
+        masks.append({"segmentation": result[best], "area": int(mask.sum()),
+                      "bbox": xyxy_to_xywh(masks_to_boxes(mask[None])[0]), "predicted_iou": float(scores[best]),
+                      "stability_score": None, "rle": masks_to_rle(mask[None])[0],
+                      "prompt": {k: v for k, v in prompt.items()}})
+    return masks
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
