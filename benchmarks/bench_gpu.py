@@ -286,7 +286,8 @@ def part_core(device, shape: dict, result: dict, budget: Budget) -> list[dict]:
              ("segkit", {"channels_last": True, "compile": True})]
     for runner, settings in plans:
         if not budget.left():
-            rows.append({"runner": runner, **settings, "skipped": "time budget"})
+            rows.append({"runner": runner, "model": shape["model"], "dtype": shape["dtype"], **settings,
+                         "skipped": "time budget"})
             continue
         cfg = {"dtype": shape["dtype"], "benchmark": True, **settings}
         measure = measure_segkit if runner == "segkit" else measure_plain

@@ -36,6 +36,7 @@ LOG="$OUT/device_run.log"
 elapsed() { echo $(( $(date +%s) - START )); }
 left() { echo $(( TOTAL_S - $(elapsed) )); }
 log() { echo "[+$(elapsed)s] $*" | tee -a "$LOG"; }
+last_line() { grep -v '^[[:space:]]*$' "$1" | tail -n 1; }
 cap() { local want=$1 rest; rest=$(( $(left) - ${2:-0} )); (( rest < want )) && want=$rest; (( want < 5 )) && want=5; echo "$want"; }
 
 # ---------------------------------------------------------------------------------------------- 0. packages
@@ -90,7 +91,7 @@ timeout -k 5 "$T" $PY -m pytest -q -p no:cacheprovider "${WORKERS[@]}" --duratio
   tests/engine/test_features.py::test_plugin_registers_a_backbone_usable_from_a_recipe \
   tests/engine/test_training.py::test_killed_mid_epoch_then_resumed_is_bit_identical \
   tests/engine/test_training.py::test_two_process_gloo_ddp > "$OUT/tests_targeted.log" 2>&1
-log "targeted tests rc=$? : $(tail -n 1 "$OUT/tests_targeted.log")"
+log "targeted tests rc=$? : $(last_line "$OUT/tests_targeted.log")"
 
 # ---------------------------------------------------------------------------------------------- 3. bench, first half
 T=$(cap "$BENCH1_S" "$SUITE_S")
@@ -103,7 +104,7 @@ log "bench 1 rc=$?"
 T=$(cap "$SUITE_S" 0)
 log "whole suite (timeout ${T}s)"
 timeout -k 5 "$T" $PY -m pytest -q -x -p no:cacheprovider "${WORKERS[@]}" "${COLLECT[@]}" tests > "$OUT/tests.log" 2>&1
-log "whole suite rc=$? (124 = timed out) : $(tail -n 1 "$OUT/tests.log")"
+log "whole suite rc=$? (124 = timed out) : $(last_line "$OUT/tests.log")"
 
 # ---------------------------------------------------------------------------------------------- 5. bench, the rest
 T=$(( $(left) - 5 ))
