@@ -3,8 +3,10 @@
 Each process of a job gets ``cpus // local processes`` CPUs (its *budget*; ``cpus`` is what the process may run on:
 its affinity mask, and a cgroup CPU quota when one is set). By default the DataLoader gets what the recipe's
 ``dataloader.*.num_workers_per_gpu`` asks, but at most ``budget - 1`` workers, and torch's intra-op threads get the
-rest: ``threads + workers <= budget`` in every process. ``runtime.num_threads`` / ``runtime.num_workers`` set
-either number explicitly (then the other one fills what is left of the budget).
+rest: ``threads + workers <= budget`` in every process. An ``OMP_NUM_THREADS`` in the environment caps the
+automatic thread count (segkit's ``--nproc`` launcher sets it to the budget; a bare ``torchrun`` sets 1).
+``runtime.num_threads`` / ``runtime.num_workers`` set either number explicitly (then the other one fills what is
+left of the budget).
 
 PyTorch's DataLoader already runs each worker with one torch thread; segkit's worker init gives OpenCV one thread
 too, so a worker is one busy core.
@@ -29,6 +31,7 @@ class CpuPlan:
     requested_workers: int
     threads_set: bool = False
     workers_set: bool = False
+    thread_cap: int | None = None
 
     @property
     def budget(self) -> int:
@@ -51,6 +54,9 @@ class CpuPlan:
             per += f" / {self.processes} processes"
         threads = f"{self.threads} torch thread{'s' if self.threads != 1 else ''}"
         threads += " (runtime.num_threads)" if self.threads_set else ""
+        if not self.threads_set and self.thread_cap is not None and self.threads == self.thread_cap \
+                and self.threads < self.budget - self.workers:
+            threads += f" (OMP_NUM_THREADS={self.thread_cap})"
         workers = f"{self.workers} dataloader worker{'s' if self.workers != 1 else ''}"
         if self.workers_set:
             workers += " (runtime.num_workers)"
@@ -63,8 +69,9 @@ class CpuPlan:
 
 
 def plan_cpu(cpus: int, processes: int, requested_workers: int, num_threads: int | None = None,
-             num_workers: int | None = None) -> CpuPlan:
-    """The threads and workers of each of ``processes`` processes sharing ``cpus`` CPUs (see the module doc)."""
+             num_workers: int | None = None, thread_cap: int | None = None) -> CpuPlan:
+    """The threads and workers of each of ``processes`` processes sharing ``cpus`` CPUs (see the module doc);
+    ``thread_cap`` (``OMP_NUM_THREADS``) bounds the automatic thread count."""
     if cpus < 1 or processes < 1 or requested_workers < 0:
         raise ValueError(f"bad CPU plan inputs: cpus={cpus}, processes={processes}, workers={requested_workers}")
     budget = max(1, cpus // processes)
@@ -77,9 +84,11 @@ def plan_cpu(cpus: int, processes: int, requested_workers: int, num_threads: int
     else:
         worker_cap = max(0, budget - 1)
         threads = max(1, budget - min(requested_workers, worker_cap))
+    if num_threads is None and thread_cap is not None:
+        threads = max(1, min(threads, thread_cap))
     return CpuPlan(cpus=cpus, processes=processes, threads=threads, worker_cap=worker_cap,
                    requested_workers=requested_workers, threads_set=num_threads is not None,
-                   workers_set=num_workers is not None)
+                   workers_set=num_workers is not None, thread_cap=thread_cap)
 
 
 def available_cpus() -> int:
@@ -112,6 +121,15 @@ def local_processes() -> int:
         return 1
 
 
+def omp_num_threads() -> int | None:
+    """``OMP_NUM_THREADS`` when it is set to a positive int."""
+    try:
+        value = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return None
+    return value if value >= 1 else None
+
+
 def configure_cpu(recipe, *, cpus: int | None = None, processes: int | None = None) -> CpuPlan:
     """Plan this process's threads and workers from ``recipe.runtime`` and its training loader, and set torch's
     (and OpenCV's) intra-op threads accordingly."""
@@ -120,7 +138,8 @@ def configure_cpu(recipe, *, cpus: int | None = None, processes: int | None = No
 
     runtime = recipe.runtime
     plan = plan_cpu(cpus or available_cpus(), processes or local_processes(),
-                    recipe.dataloader.train.num_workers_per_gpu, runtime.num_threads, runtime.num_workers)
+                    recipe.dataloader.train.num_workers_per_gpu, runtime.num_threads, runtime.num_workers,
+                    omp_num_threads())
     if torch.get_num_threads() != plan.threads:
         torch.set_num_threads(plan.threads)
     cv2.setNumThreads(plan.threads)

@@ -53,6 +53,14 @@ def test_explicit_numbers_override_and_the_other_fills_the_rest():
     assert "more than the 2 CPU(s)" in plan.describe()
 
 
+def test_omp_num_threads_caps_the_automatic_threads_only():
+    plan = plan_cpu(8, 1, 2, thread_cap=1)
+    assert (plan.threads, plan.workers) == (1, 2)
+    assert "1 torch thread (OMP_NUM_THREADS=1)" in plan.describe()
+    assert plan_cpu(8, 1, 2, thread_cap=16).threads == 6
+    assert plan_cpu(8, 1, 2, num_threads=4, thread_cap=1).threads == 4  # the recipe's number wins
+
+
 def test_test_loader_is_capped_like_the_training_one():
     plan = plan_cpu(4, 1, 2)
     assert (plan.threads, plan.workers) == (2, 2)
@@ -90,6 +98,7 @@ def restore_threads():
 
 
 def test_configure_sets_torch_threads(monkeypatch, restore_threads):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     recipe = SimpleNamespace(runtime=SimpleNamespace(num_threads=None, num_workers=None),
                              dataloader=SimpleNamespace(train=SimpleNamespace(num_workers_per_gpu=1)))
     plan = threads.configure_cpu(recipe, cpus=4, processes=1)
@@ -97,6 +106,10 @@ def test_configure_sets_torch_threads(monkeypatch, restore_threads):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     plan = threads.configure_cpu(recipe, cpus=4)
     assert (plan.threads, plan.workers) == (1, 1) and torch.get_num_threads() == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    plan = threads.configure_cpu(recipe, cpus=8)
+    assert (plan.threads, plan.workers) == (2, 1) and torch.get_num_threads() == 2
 
 
 def test_recipe_keys_are_validated(tiny_recipe):
@@ -114,6 +127,7 @@ def test_run_header_and_loaders_use_the_plan(tiny_recipe, capsys, monkeypatch, r
     from segkit.cli import main
 
     monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # as in a 2-process job on this machine: 2 CPUs each
     seen = {}
     from segkit.engine import trainer as trainer_module
