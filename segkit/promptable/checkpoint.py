@@ -97,5 +97,5 @@ def strict_mismatch_message(name: str, report: LoadReport) -> str:
         parts.append(f"  missing: {listed(missing)}")
     if report.unexpected_keys:
         parts.append(f"  unexpected: {listed(report.unexpected_keys)}")
-    parts.append("Is it the checkpoint of another model (see `segkit infer --list-models`)?")
+    parts.append(f"Is it the checkpoint of another model? Promptable models: {', '.join(promptable_names())}")
     return "\n".join(parts)
