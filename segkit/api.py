@@ -65,8 +65,8 @@ def train(recipe: str | Path, overrides: list[str] = (), *, work_dir: str | None
     ctx = init_distributed(rec.init_process_group_cfg, device=device)
     try:
         # reliability checks (segkit.engine.guards): work dir, --resume's checkpoint, model size, data
-        resume = prepare_work_dir(rec, resume, dry_run, console, ctx.is_main)
         check_model_size(rec, ctx.device)
+        resume = prepare_work_dir(rec, resume, dry_run, console, ctx.is_main)
         trainer = Trainer(rec, ctx, console=console, resume=resume)
         check_before_training(trainer)
         if resume is not None and ctx.is_main and not dry_run:

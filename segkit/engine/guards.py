@@ -206,10 +206,11 @@ def check_model_size(rec: Recipe, device: Any = "cpu", factor: int = 4) -> int:
     except (RecipeError, SegkitError):
         raise
     except Exception as exc:  # noqa: BLE001  (torch's own error for an impossible size)
-        suspects = ", ".join(f"{p} = {v}" for p, v in sorted(ints, key=lambda x: -abs(x[1]))[:3] if v <= 0
-                             or abs(v) > 1 << 16) or ", ".join(tables)
+        suspects = [f"{p} = {v}" for p, v in sorted(ints, key=lambda x: -abs(x[1])) if v <= 0 or abs(v) > 1 << 16]
+        if not suspects:
+            return -1  # a model that does not build on the meta device: nothing to estimate, nothing refused
         raise RecipeError("", f"the model cannot be built ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
-                          f"check {suspects}", source=source) from None
+                          f"check {', '.join(suspects[:3])}", source=source) from None
     params = sum(p.numel() for p in model.parameters())
     free = available_memory(device)
     need = params * 4 * factor

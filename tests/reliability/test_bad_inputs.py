@@ -136,6 +136,8 @@ CASES = {
     "max_keep_ckpts 0": (lambda c: train(c, "max_keep_ckpts=0"), "max_keep_ckpts"),
     "negative channels": (lambda c: train(c, "backbone.base_channels=-4"), "--set: backbone: ResNet cannot be built"),
     "memory bomb channels": (lambda c: train(c, "backbone.base_channels=2000000000"), "backbone"),
+    "memory bomb parameters": (lambda c: train(c, "backbone.base_channels=100000"),
+                               "backbone.base_channels = 100000"),
     "--set typo in a split table": (lambda c: train(c, 'dataset.train.sett="train"'),
                                     "--set: dataset.train.sett"),
     "--set without =": (lambda c: train(c, "scheduler.max_epochs"), "expected KEY.PATH=VALUE"),

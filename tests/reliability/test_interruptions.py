@@ -207,7 +207,8 @@ def test_ctrl_c_with_loader_workers(recipe, tmp_path):
     work = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "segkit", "train", str(recipe), *SETS, "--work-dir", str(work),
-                             "--set", "dataloader.train.num_workers_per_gpu=2"], stdout=subprocess.PIPE,
+                             "--set", "dataloader.train.num_workers_per_gpu=2", "--set", "scheduler.max_epochs=100"],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     last = work / "checkpoints" / "last.pt"
     deadline = time.time() + 300

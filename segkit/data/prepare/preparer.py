@@ -19,13 +19,13 @@ import glob
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...errors import DataError, DownloadError
+from ...fileio import make_temp_dir
 from .archive import safe_extract
 from .convert import locate, merge_tree, read_id_list, verify_digests
 from .download import download
@@ -112,7 +112,7 @@ class ArchivePreparer:
         else:
             archives, source = self.archives_for(Path(from_archive)), str(from_archive)
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.name}.", suffix=".partial", dir=root))
+        staging = make_temp_dir(root, prefix=f".{self.name}.", suffix=".partial")  # umask's mode, not 0700
         created_parent = not target.parent.exists()
         try:
             tree = self.unpack(archives, staging)
