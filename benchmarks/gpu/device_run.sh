@@ -12,7 +12,7 @@
 #   3. bench_gpu.json / .md (BENCH1_S, default 190 s): bf16 matmul ceiling; FCN-R50-D8 512x512 batch 16 bf16,
 #      segkit vs the plain loop (NCHW, channels_last, channels_last + torch.compile) and the criterion's cost;
 #      float32 memory (first-step vs steady peaks, cudnn.benchmark on/off, TF32 off, CUDNN_CONV_WSCAP_DBG=1024);
-#   4. tests.log (SUITE_S, default 150 s): the whole suite, `pytest -q -x -n 8 tests`;
+#   4. tests.log (SUITE_S, default 150 s): the whole suite, `pytest -q -n $NWORKERS tests (default 8)`;
 #   5. bench_gpu.json (merged): Mask2Former-R50 640x640 bf16, then fp32/fp16/bf16 for FCN and DeepLabV3, in
 #      whatever time is left of TOTAL_S (default 480 s).
 # DRY_RUN=1 (on a machine without CUDA) only collects the tests and runs the benchmark's code paths at tiny sizes on
@@ -24,7 +24,7 @@ DRY_RUN=${DRY_RUN:-0}
 if [[ "$DRY_RUN" == 1 ]]; then
   COLLECT=(--collect-only -q); BENCH_DRY=(--quick --device cpu); WORKERS=(-p no:xdist)
 else
-  COLLECT=(); BENCH_DRY=(); WORKERS=(-n 8)
+  COLLECT=(); BENCH_DRY=(); WORKERS=(-n "${NWORKERS:-8}")
 fi
 TOTAL_S=${TOTAL_S:-480}
 TARGETED_S=${TARGETED_S:-100}
@@ -103,7 +103,7 @@ log "bench 1 rc=$?"
 # ---------------------------------------------------------------------------------------------- 4. whole suite
 T=$(cap "$SUITE_S" 0)
 log "whole suite (timeout ${T}s)"
-timeout -k 5 "$T" $PY -m pytest -q -x -p no:cacheprovider "${WORKERS[@]}" "${COLLECT[@]}" tests > "$OUT/tests.log" 2>&1
+timeout -k 5 "$T" $PY -m pytest -q -p no:cacheprovider "${WORKERS[@]}" "${COLLECT[@]}" tests > "$OUT/tests.log" 2>&1
 log "whole suite rc=$? (124 = timed out) : $(last_line "$OUT/tests.log")"
 
 # ---------------------------------------------------------------------------------------------- 5. bench, the rest
