@@ -50,10 +50,12 @@ from parity.rows import BackboneRow, backbone_rows, recipe_rows  # noqa: E402
 
 SIZE = (64, 64)
 SIZE_OVERRIDES: dict[str, tuple[int, int]] = {"BEiT:*": (640, 640), "recipes/beit/*": (640, 640),
-                                               "MAE:*": (512, 512), "recipes/mae/*": (512, 512)}
+                                               "MAE:*": (512, 512), "recipes/mae/*": (512, 512),
+                                               "recipes/lrasppnet/*": (640, 1024)}
 """Rows (fnmatch patterns) that need another input than :data:`SIZE`: SSSeg's BEiT attention (and MAE's, built on
 it) has relative position tables for exactly its ``img_size`` (BEiT 640, SSSeg's MAE config 512) and does not resize
-them."""
+them; LR-ASPP's image pooling is a fixed 49x49 average pool with stride (16, 20) over the stride-8 features (at
+least 392x392 pixels; 640x1024 gives it a 2x4 output)."""
 
 _V2_ARCH = ("SSSeg 1.7.0's MobileViTV2 takes its architecture from `arch` (default mobilevitv2_050) and never from "
             "structure_type, so this table builds the 0.5-width network (and with pretrained=True its strict load of "
@@ -346,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows-per-worker", type=int, default=40, metavar="N",
                         help="rows one worker process runs before a fresh one starts (1: one process per row); a "
                         "row that errors is run again in a fresh process")
+    parser.add_argument("--skip-ok", action="store_true",
+                        help="leave out the rows that --json already has as ok (to finish an interrupted run)")
     parser.add_argument("--in-process", action="store_true", help="run the rows in this process (debugging)")
     parser.add_argument("--json", type=Path, default=REPO / "docs" / "parity.json")
     parser.add_argument("--md", type=Path, default=REPO / "docs" / "parity.md")
@@ -392,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [{"kind": "recipe", "recipe": r.recipe, "config": r.config} for r in recipes]
     jobs += [{"kind": "backbone", "name": b.name, "config": b.config, "used_by": b.used_by, "table": b.table}
              for b in backbones]
+    if args.skip_ok:
+        from parity.report import is_ok
+
+        done = {**{k: v for k, v in results.items() if k != "backbones"}, **results.get("backbones", {})}
+        jobs = [j for j in jobs if not is_ok(done.get(j.get("recipe") or j["name"], {}))]
     from segkit import SEGMENTORS
 
     worker, isolated = Worker(args, args.rows_per_worker), Worker(args, 1)
