@@ -10,8 +10,10 @@ remapped key by key (``seg[seg == k] = v`` over the 151 keys), RandomCrop copyin
 ``np.unique`` on every try, PhotoMetricDistortion doing float32 arithmetic on the whole image at every step,
 float32 label tensors. It is written here from that description, not copied.
 
-summary: images/s per core of both (median over repeats of all images), ``speedup`` = segkit images/s / baseline
-images/s (same run, image by image in turn), and the range of the per-repeat speedups.
+summary: images per CPU second (one thread, so per core: the thread's CPU time, which other processes on a shared
+machine do not inflate) of segkit (fused fast paths of Compose), segkit with them off, and the baseline (median over
+repeats of all images); ``speedup`` = segkit / baseline (same run, image by image in turn) with the range of the
+per-repeat speedups; ``speedup_wall`` the same from wall-clock time.
 """
 
 from __future__ import annotations
@@ -180,17 +182,19 @@ def _segkit_dataset(root: Path, ids: list[str]):
                        num_classes=NUM_CLASSES, clsid2label=ADE_REMAP, data_pipelines=SEGKIT_PIPELINE)
 
 
-def _time_interleaved(first: Callable[[int], object], second: Callable[[int], object], count: int) -> tuple:
-    """Seconds ``first`` and ``second`` take over images ``0..count-1``, run image by image in turn (the one that
-    goes first alternates), so that load from other processes falls on both alike."""
-    totals = [0.0, 0.0]
+def _time_interleaved(contenders: list[Callable[[int], object]], count: int) -> tuple[list[float], list[float]]:
+    """CPU seconds (this thread's: what other processes on a shared machine do does not count) and wall seconds each
+    contender takes over images ``0..count-1``, run image by image in turn (the order rotates), so that load from
+    other processes falls on all alike."""
+    cpu, wall = [0.0] * len(contenders), [0.0] * len(contenders)
     for index in range(count):
-        order = [(0, first), (1, second)] if index % 2 == 0 else [(1, second), (0, first)]
-        for slot, fn in order:
-            t0 = time.perf_counter()
-            fn(index)
-            totals[slot] += time.perf_counter() - t0
-    return tuple(totals)
+        shift = index % len(contenders)
+        for slot in [*range(shift, len(contenders)), *range(shift)]:
+            c0, w0 = time.thread_time(), time.perf_counter()
+            contenders[slot](index)
+            cpu[slot] += time.thread_time() - c0
+            wall[slot] += time.perf_counter() - w0
+    return cpu, wall
 
 
 def _stage_ms(read: Callable[[int], dict], stages: list[tuple[str, Callable]], count: int) -> dict[str, float]:
@@ -222,37 +226,52 @@ def run(num_images: int = 16, repeats: int = 7) -> dict:
                 sample = stage(sample)
             return sample
 
+        unfused = _segkit_dataset(root, ids)
+        unfused.pipeline.fast = False  # the same transforms one by one (no fused paths)
+        contenders = [dataset.__getitem__, unfused.__getitem__, baseline]
         for index in range(2):  # warm-up
-            dataset[index], baseline(index)
-        segkit_s, baseline_s = [], []
+            for fn in contenders:
+                fn(index)
+        cpu: list[list[float]] = [[], [], []]
+        wall: list[list[float]] = [[], [], []]
         for repeat in range(repeats):
             dataset.set_epoch(repeat)
-            seconds = _time_interleaved(dataset.__getitem__, baseline, num_images)
-            segkit_s.append(round(seconds[0], 4))
-            baseline_s.append(round(seconds[1], 4))
+            unfused.set_epoch(repeat)
+            seconds_cpu, seconds_wall = _time_interleaved(contenders, num_images)
+            for slot in range(3):
+                cpu[slot].append(round(seconds_cpu[slot], 4))
+                wall[slot].append(round(seconds_wall[slot], 4))
         rng = np.random.default_rng(0)
         segkit_stages = _stage_ms(
             lambda i: dataset.read(ids[i]),
             [(type(t).__name__, lambda s, t=t: t(s, rng)) for t in dataset.pipeline.transforms], num_images)
         baseline_stages = _stage_ms(lambda i: baseline_read(root, ids[i]),
                                     [(f.__name__.removeprefix("baseline_"), f) for f in BASELINE_STAGES], num_images)
-    segkit_rate = num_images / statistics.median(segkit_s)
-    baseline_rate = num_images / statistics.median(baseline_s)
-    ratios = sorted(b / s for s, b in zip(segkit_s, baseline_s, strict=True))
+
+    def rate(values: list[float]) -> float:
+        return num_images / statistics.median(values)
+
+    cpu_ratios = sorted(b / s for s, b in zip(cpu[0], cpu[2], strict=True))
+    wall_ratios = sorted(b / s for s, b in zip(wall[0], wall[2], strict=True))
     return {
         "benchmark": "data_pipeline",
         "pipeline": "ADE20k train: Resize(2048,512,x0.5-2) RandomCrop 512 RandomFlip PMD Normalize ToTensor Padding",
         "images": f"{num_images} generated 640x480 JPEG + PNG (ADE-style, 0 = void)",
         "threads": {"torch": torch.get_num_threads(), "cv2": cv2.getNumThreads()},
-        "segkit_s": segkit_s,
-        "baseline_s": baseline_s,
+        "cpu_s": {"segkit": cpu[0], "segkit_unfused": cpu[1], "baseline": cpu[2]},
+        "wall_s": {"segkit": wall[0], "segkit_unfused": wall[1], "baseline": wall[2]},
         "segkit_ms_per_stage": segkit_stages,
         "baseline_ms_per_stage": baseline_stages,
+        "stages_note": "wall ms of each transform run on its own (segkit: unfused, one by one)",
         "summary": {
-            "segkit_images_per_s_per_core": round(segkit_rate, 2),
-            "baseline_images_per_s_per_core": round(baseline_rate, 2),
-            "speedup": round(segkit_rate / baseline_rate, 2),
-            "speedup_range_over_repeats": [round(ratios[0], 2), round(ratios[-1], 2)],
+            "segkit_images_per_cpu_s": round(rate(cpu[0]), 2),
+            "segkit_unfused_images_per_cpu_s": round(rate(cpu[1]), 2),
+            "baseline_images_per_cpu_s": round(rate(cpu[2]), 2),
+            "speedup": round(rate(cpu[0]) / rate(cpu[2]), 2),
+            "speedup_range_over_repeats": [round(cpu_ratios[0], 2), round(cpu_ratios[-1], 2)],
+            "speedup_unfused": round(rate(cpu[1]) / rate(cpu[2]), 2),
+            "speedup_wall": round(rate(wall[0]) / rate(wall[2]), 2),
+            "speedup_wall_range_over_repeats": [round(wall_ratios[0], 2), round(wall_ratios[-1], 2)],
         },
     }
 

@@ -31,14 +31,39 @@ LABEL_FILL_VALUES = {"seg_target": -100, "edge_target": -100, "img2aug_pos_mappe
 
 
 class Compose:
-    """Apply transforms in order, passing every one the same random generator."""
+    """Apply transforms in order, passing every one the same random generator.
 
-    def __init__(self, transforms: Sequence[Transform] = ()) -> None:
+    Where the chain allows, it runs the fast paths of :mod:`.fused` (compact label maps until ``ToTensor``;
+    ``Normalize -> ToTensor -> Padding`` in one step), which give the same samples; ``fast=False`` turns them off.
+    """
+
+    def __init__(self, transforms: Sequence[Transform] = (), fast: bool = True) -> None:
         self.transforms = list(transforms)
+        self.fast = fast
+        self._plan: Any = None
+        self._planned_for: list | None = None
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
-        for transform in self.transforms:
-            sample = transform(sample, rng)
+        if not self.fast:
+            for transform in self.transforms:
+                sample = transform(sample, rng)
+            return sample
+        from . import fused
+
+        if self._planned_for != self.transforms:  # (re)planned when the list changes
+            self._plan, self._planned_for = fused.make_plan(self.transforms), list(self.transforms)
+        plan = self._plan
+        if plan.compact is not None:
+            fused.compact_labels(sample, plan.compact)
+        index = 0
+        while index < len(self.transforms):
+            if index == plan.tail:
+                done = fused.normalize_to_padded_tensor(sample, self.transforms[index], self.transforms[index + 2])
+                if done is not None:
+                    sample, index = done, index + 3
+                    continue
+            sample = self.transforms[index](sample, rng)
+            index += 1
         return sample
 
     def __len__(self) -> int:

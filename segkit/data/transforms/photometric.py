@@ -129,12 +129,17 @@ class Normalize:
         sample["image"] = image
         return sample
 
-    def _lookup(self, image: np.ndarray) -> np.ndarray:
-        """Normalise a ``uint8`` image plane by plane into a CxHxW buffer; return its HxWxC view (HxW for 2-D)."""
+    def _lookup(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Normalise a ``uint8`` image plane by plane into a CxHxW buffer; return its HxWxC view (HxW for 2-D).
+
+        ``out`` is a CxHxW ``float32`` buffer to write into (it may be a window of a larger one, rows strided)."""
         planes = cv2.split(image) if image.ndim == 3 else [image]
         if self.to_rgb and len(planes) == 3:
             planes = planes[::-1]
-        out = np.empty((len(planes), *image.shape[:2]), np.float32)
+        if out is None:
+            out = np.empty((len(planes), *image.shape[:2]), np.float32)
         for plane, table, channel_out in zip(planes, self.tables, out, strict=True):
-            cv2.LUT(plane, table, dst=channel_out)
+            written = cv2.LUT(plane, table, dst=channel_out)
+            if written is not channel_out and not np.shares_memory(written, channel_out):
+                channel_out[...] = written  # OpenCV allocated its own result: copy it in
         return out.transpose(1, 2, 0) if image.ndim == 3 else out[0]
