@@ -114,8 +114,13 @@ def test_unknown_transforms_turn_compaction_off_and_float_images_skip_the_tail()
 
 
 
+@pytest.mark.parametrize("lut_copies_bits", [True, False])
 @pytest.mark.parametrize("auto_correct", [False, True])
-def test_uint8_remap_matches_the_lookup_and_its_check(tmp_path, auto_correct):
+def test_uint8_remap_matches_the_lookup_and_its_check(tmp_path, auto_correct, lut_copies_bits, monkeypatch):
+    from segkit.data.datasets import base
+
+    assert base._LUT_COPIES_BITS  # OpenCV's float64 table copies the int64 labels exactly here
+    monkeypatch.setattr(base, "_LUT_COPIES_BITS", lut_copies_bits)
     dataset = BaseDataset(rootdir=str(tmp_path), image_dir=".", ann_dir=".", imageids=["x"], num_classes=5,
                           clsid2label={0: -100, 1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 9: 7},
                           auto_correct_invalid_seg_target=auto_correct)

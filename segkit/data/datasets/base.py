@@ -274,23 +274,26 @@ class BaseDataset(Dataset):
         return seg
 
     def _remap_uint8(self, raw: np.ndarray, path: str) -> np.ndarray:
-        """:meth:`remap` of an 8-bit map: the values present (one histogram) are checked on the 256-entry table,
-        and the table is applied with ``cv2.LUT`` (several times faster than indexing with the whole map)."""
+        """:meth:`remap` of an 8-bit map with ``cv2.LUT`` (several times faster than indexing with the whole map):
+        one 8-bit table marks the raw values that map to neither a class nor ``ignore_index``, a second gives the
+        labels (int64 bit patterns copied as float64 entries, which ``cv2.LUT`` moves without arithmetic)."""
+        raw = np.ascontiguousarray(raw)
         lut = self._lut(256)
-        present = cv2.calcHist([raw], [0], None, [256], [0, 256]).ravel() > 0
-        bad = present & ((lut < 0) | (lut >= self.num_classes)) & (lut != self.ignore_index)
-        if bad.any():
+        bad = ((lut < 0) | (lut >= self.num_classes)) & (lut != self.ignore_index)
+        if cv2.countNonZero(cv2.LUT(raw, bad.astype(np.uint8))):
+            present = np.zeros(256, bool)
+            present[np.unique(raw)] = True
             if not self.auto_correct_invalid_seg_target:
-                values = ", ".join(str(v) for v in np.unique(lut[bad])[:10])
+                values = ", ".join(str(v) for v in np.unique(lut[bad & present])[:10])
                 raise DataError(
                     f"{path}: label values [{values}] are neither classes of {type(self).__name__} "
                     f"(0..{self.num_classes - 1}) nor ignore_index ({self.ignore_index}); map them with "
                     "clsid2label or set auto_correct_invalid_seg_target = true"
                 )
             lut = np.where(bad, self.ignore_index, lut)
-        if lut.min() < -(1 << 31) or lut.max() >= 1 << 31:  # cv2.LUT tables hold at most 32-bit ints
+        if not _LUT_COPIES_BITS:
             return lut[raw]
-        return cv2.LUT(np.ascontiguousarray(raw), lut.astype(np.int32)).astype(np.int64)
+        return cv2.LUT(raw, np.ascontiguousarray(lut, np.int64).view(np.float64)).view(np.int64)
 
     def __repr__(self) -> str:
         return (
@@ -395,6 +398,21 @@ def _narrowed_init(cls: type[DatasetFamily]) -> Callable[..., None]:
     __init__.__qualname__ = f"{cls.__qualname__}.__init__"
     __init__.__doc__ = parent.__doc__
     return __init__
+
+
+def _lut_copies_bits() -> bool:
+    """Whether ``cv2.LUT`` with a float64 table copies int64 bit patterns exactly (negative ints are NaN patterns,
+    small ones denormals): checked once on values like those of label tables."""
+    table = np.array([-100, -1, 0, 1, 7, 149, 255, 1 << 40, -(1 << 40)] * 28 + [3] * 4, np.int64)
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    try:
+        copied = cv2.LUT(levels, table.view(np.float64)).view(np.int64)
+    except cv2.error:
+        return False
+    return bool(np.array_equal(copied.ravel(), table))
+
+
+_LUT_COPIES_BITS = _lut_copies_bits()
 
 
 def imread_or_none(path: str, flags: int) -> np.ndarray | None:
