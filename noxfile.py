@@ -62,13 +62,14 @@ def parity(session: nox.Session) -> None:
     Not a default session, and segkit never depends on SSSegmentation. `pip install sssegmentation==1.7.0` works but
     installs no dependencies (the sdist's setup.py reads a requirements.txt the sdist does not ship) and has no
     `ssseg/configs`. So segkit is installed first (torch, torchvision, timm, numpy, opencv), then sssegmentation 1.7.0
-    and the two modules `import ssseg.modules` needs besides (pandas, dill); the configs are read from a checkout:
+    and the modules `import ssseg.modules` needs besides (pandas, dill; fvcore for MaskFormer and Mask2Former); the
+    configs are read from a checkout:
 
         git clone https://github.com/SegmentationBLWX/sssegmentation && git -C sssegmentation checkout 6d0238f5
         nox -s parity -- --ssseg-src sssegmentation [--segmentor FCN] [--only 'recipes/fcn/*'] [--no-backbones]
     """
     session.install("-e", ".")
-    session.install("sssegmentation==1.7.0", "pandas", "dill")
+    session.install("sssegmentation==1.7.0", "pandas", "dill", "fvcore")  # fvcore: MaskFormer/Mask2Former weight init
     session.run("python", "parity/run.py", *session.posargs)
     src = next((a.split("=", 1)[1] for a in session.posargs if a.startswith("--ssseg-src=")), None)
     if src is None and "--ssseg-src" in session.posargs:
