@@ -28,14 +28,6 @@ class ImageEmbedding:
     image_embeddings: torch.Tensor
     extras: dict[str, torch.Tensor | list[torch.Tensor]] = field(default_factory=dict)
 
-    def select(self, index: int) -> ImageEmbedding:
-        """The embedding of image ``index`` of the batch (batch dimension kept)."""
-        def pick(value):
-            if isinstance(value, list):
-                return [v[index:index + 1] for v in value]
-            return value[index:index + 1]
-        return ImageEmbedding(self.image_embeddings[index:index + 1], {k: pick(v) for k, v in self.extras.items()})
-
 
 class Sam(nn.Module):
     """Segment Anything (official parameter layout: ``image_encoder``, ``prompt_encoder``, ``mask_decoder``).
