@@ -68,3 +68,25 @@ def test_ctrl_c_says_how_to_continue_and_that_command_works(tiny_recipe, tmp_pat
                               f"{int(match.group(2)) + 1}"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from {work / 'checkpoints' / 'last.pt'} at epoch {match.group(2)}" in resumed.stdout
+
+
+def test_plain_progress_lines(monkeypatch):
+    from segkit.engine.report import display
+
+    now = [0.0]
+    monkeypatch.setattr(display.time, "perf_counter", lambda: now[0])
+
+    def run(seconds_per_image: float) -> list[str]:
+        lines: list[str] = []
+        now[0] = 0.0
+        bar = display.PlainProgress(lines.append, "eval", 100, min_interval=2.0)
+        for _ in range(100):
+            now[0] += seconds_per_image
+            bar.advance(1)
+        return lines
+
+    slow = run(0.5)  # a tenth every 5 s: every tenth is shown
+    assert [line.split()[1] for line in slow] == [f"{i}/100" for i in range(10, 101, 10)]
+    assert slow[-1] == "eval 100/100 images 2.0/s elapsed 50.0s eta 0.0s"
+    fast = run(0.01)  # one second in all: the first tenth and the end only
+    assert [line.split()[1] for line in fast] == ["10/100", "100/100"]

@@ -55,20 +55,27 @@ class RateColumn(ProgressColumn):
 
 
 class PlainProgress:
-    """Progress for pipes and log files: a line at each tenth of the work (and at the end) with the count, the
-    rate and the ETA, so a log never stays silent for long."""
+    """Progress for pipes and log files: a line at each tenth of the work, at most one every ``min_interval``
+    seconds, and always at the end, with the count, the rate and the ETA, so a log never stays silent for long
+    and a quick loop does not flood it."""
 
-    def __init__(self, emit, label: str, total: int, unit: str = "images") -> None:
+    def __init__(self, emit, label: str, total: int, unit: str = "images", min_interval: float = 2.0) -> None:
         self.emit, self.label, self.total, self.unit = emit, label, max(int(total), 0), unit
         self.done, self.started, self.next_tenth = 0, time.perf_counter(), 1
+        self.min_interval, self.last_line = min_interval, float("-inf")
 
     def advance(self, n: int) -> None:
         self.done = min(self.done + int(n), self.total) if self.total else self.done + int(n)
-        if self.total and self.done * 10 < self.next_tenth * self.total and self.done < self.total:
+        finished = self.total and self.done >= self.total
+        if self.total and self.done * 10 < self.next_tenth * self.total and not finished:
             return
         while self.total and self.next_tenth * self.total <= self.done * 10:
             self.next_tenth += 1
-        seconds = time.perf_counter() - self.started
+        now = time.perf_counter()
+        if now - self.last_line < self.min_interval and not finished:
+            return
+        self.last_line = now
+        seconds = now - self.started
         rate = self.done / max(seconds, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 and self.total else 0.0
         self.emit(f"{self.label} {self.done}/{self.total} {self.unit} {rate:.1f}/s "
