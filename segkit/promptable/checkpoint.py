@@ -9,6 +9,7 @@ checkpoint is converted to segkit's layout and every key must match (missing, un
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 
@@ -18,6 +19,8 @@ from torch import nn
 from ..errors import CheckpointError, DownloadError, SegkitError, did_you_mean
 from ..models.pretrained import LoadReport, hub_cache_path, load_pretrained
 from .registry import CHECKPOINT_URLS, PROMPTABLES
+
+logger = logging.getLogger("segkit.promptable")
 
 IGNORED_CHECKPOINT_KEYS: dict[str, tuple[str, str]] = {}
 """Model name -> (regular expression of checkpoint keys that are not loaded, why)."""
@@ -66,11 +69,14 @@ def load_checkpoint(model: nn.Module, name: str, checkpoint: str | os.PathLike |
         raise CheckpointError(f"{name} has no published checkpoint; pass a checkpoint file")
     if checkpoint is not None and not os.path.isfile(checkpoint):
         raise CheckpointError(f"checkpoint {checkpoint}: no such file")
-    ignored, _reason = IGNORED_CHECKPOINT_KEYS.get(name, (None, ""))
+    ignored, reason = IGNORED_CHECKPOINT_KEYS.get(name, (None, ""))
 
     def convert(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if ignored is not None:
-            state_dict = {k: v for k, v in state_dict.items() if not re.fullmatch(ignored, k)}
+            skipped = sorted(k for k in state_dict if re.fullmatch(ignored, k))
+            if skipped:
+                logger.info("%s: not loading %s: %s", name, ", ".join(skipped), reason)
+            state_dict = {k: v for k, v in state_dict.items() if k not in skipped}
         return model.convert_checkpoint(state_dict)
 
     try:

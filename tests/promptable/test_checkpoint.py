@@ -104,3 +104,19 @@ def test_official_checkpoint_is_taken_from_the_hub_cache_without_network(no_netw
     assert load_checkpoint(model, "sam_vit_b").source == CHECKPOINT_URLS["sam_vit_b"]
     for key, value in source.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value)
+
+
+def test_mobile_sam_checkpoint_classifier_keys_are_listed_and_skipped(tmp_path, caplog):
+    """MobileSAM's file keeps TinyViT's classifier; those keys (only those) are skipped, and said so."""
+    model = build_promptable("mobile_sam", image_size=64)
+    state_dict = {**model.state_dict(), "image_encoder.head.weight": torch.zeros(1000, 320),
+                  "image_encoder.norm_head.bias": torch.zeros(320)}
+    path = tmp_path / "mobile_sam.pt"
+    torch.save(state_dict, path)
+    with caplog.at_level("INFO", logger="segkit.promptable"):
+        assert load_checkpoint(build_promptable("mobile_sam", image_size=64), "mobile_sam", path).ok
+    assert "image_encoder.head.weight, image_encoder.norm_head.bias" in caplog.text and "classifier" in caplog.text
+    state_dict["image_encoder.extra.weight"] = torch.zeros(1)
+    torch.save(state_dict, path)
+    with pytest.raises(CheckpointError, match="image_encoder.extra.weight"):
+        load_checkpoint(build_promptable("mobile_sam", image_size=64), "mobile_sam", path)
