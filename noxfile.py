@@ -82,12 +82,14 @@ def parity(session: nox.Session) -> None:
 
 @nox.session(python=PY)
 def promptable_parity(session: nox.Session) -> None:
-    """SAM-family parity with the official packages (tests marked `official`; segkit never depends on them).
+    """SAM-family parity with the official packages (tests marked `official`; segkit never depends on them):
+    segment-anything, segment-anything-hq, sam2, and SSSegmentation 1.7.0 for EdgeSAM (not on the registry).
 
     sam2 builds its optional CUDA extension unless SAM2_BUILD_CUDA=0; it is installed without build isolation so
     it sees the torch already installed.
     """
     session.install("-e", ".[coco]", "pytest")
     session.install("segment-anything==1.0", "segment-anything-hq==0.3")
+    session.install("sssegmentation==1.7.0", "pandas", "dill")  # EdgeSAM's reference (not on the registry)
     session.install("--no-build-isolation", "sam2==1.1.0", env={"SAM2_BUILD_CUDA": "0", "SAM2_BUILD_ALLOW_ERRORS": "1"})
     session.run("pytest", "-q", "-m", "official", "-p", "no:cacheprovider", "tests/promptable", *session.posargs)

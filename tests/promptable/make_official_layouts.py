@@ -48,7 +48,8 @@ def sam2_layouts() -> dict[str, dict]:
     out = {}
     for version, folder in (("sam2", "configs/sam2"), ("sam2.1", "configs/sam2.1")):
         for size, short in (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l")):
-            model = build_sam2(f"{folder}/{version}_hiera_{short}.yaml", ckpt_path=None, device="meta")
+            with torch.device("cpu"):  # Hiera calls .item() while building: not on the meta device
+                model = build_sam2(f"{folder}/{version}_hiera_{short}.yaml", ckpt_path=None, device="cpu")
             out[f"{version}_hiera_{size}"] = layout(model)
     return out
 
@@ -63,13 +64,22 @@ def edgesam_layouts() -> dict[str, dict]:
     return {"edge_sam": layout(model), "edge_sam_3x": layout(model)}
 
 
+def dumps(layouts: dict[str, dict]) -> str:
+    """One line per key (readable diffs, a third of an indented dump)."""
+    models = []
+    for name in sorted(layouts):
+        lines = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(layouts[name].items()))
+        models.append(f"{json.dumps(name)}: {{\n{lines}\n}}")
+    return "{\n" + ",\n".join(models) + "\n}\n"
+
+
 def main() -> None:
     layouts = json.loads(OUT.read_text()) if OUT.exists() else {}
-    wanted = sys.argv[1:] or ["sam", "sam_hq", "edgesam", "sam2"]
+    wanted = sys.argv[1:] or ["sam", "sam_hq", "edgesam"]  # add "sam2" when SAM 2 is ported
     with torch.device("meta"):
         for family in wanted:
             layouts.update(globals()[f"{family}_layouts"]())
-    OUT.write_text(json.dumps(layouts, indent=0, sort_keys=True) + "\n")
+    OUT.write_text(dumps(layouts))
     print(f"wrote {len(layouts)} layouts to {OUT}")
 
 

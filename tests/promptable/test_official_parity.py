@@ -143,7 +143,7 @@ def test_official_layouts_file_is_current(tmp_path):
     copy = tmp_path / "make_official_layouts.py"
     copy.write_text(script.read_text())
     (tmp_path / "data").mkdir()
-    subprocess.run([sys.executable, str(copy), "sam", "sam_hq"], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(copy), "sam", "sam_hq", "edgesam"], check=True, capture_output=True)
     fresh = json.loads((tmp_path / "data" / "official_layouts.json").read_text())
     for name, layout in fresh.items():
         assert stored[name] == layout, name
