@@ -4,14 +4,18 @@
   (Docker's default is 64 MB) training hangs or dies with a bus error. The free space is compared with an estimate
   (one sample's tensors x batch size x prefetch factor x workers, for the train and test loaders) before any
   worker starts, and a shortfall is reported with the fix.
-* :func:`install_interrupt_guard`: a Ctrl-C that lands while a multi-process loader iterator is being set up
-  leaves it half-built; PyTorch's ``__del__`` then prints an ``AttributeError`` traceback at shutdown. The guard
-  catches that in ``__del__`` and terminates the workers the iterator had started.
+* :func:`install_interrupt_guard`: a Ctrl-C that lands while a multi-process loader iterator starts its workers
+  is lost in ``os.fork``'s after-fork callbacks ("Exception ignored in _releaseLock") and the run goes on or hangs;
+  one that interrupts the set-up leaves a half-built iterator whose ``__del__`` prints an ``AttributeError``
+  traceback. The guard holds SIGINT while the iterator is built (it is raised right after, cleanly) and makes
+  ``__del__`` quiet for a half-built iterator, terminating the workers it had started.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
+import threading
 from typing import Any
 
 from ..errors import DataError
@@ -90,7 +94,19 @@ def install_interrupt_guard() -> None:
     cls = dataloader._MultiProcessingDataLoaderIter
     if getattr(cls.__del__, "_segkit_guard", False):
         return
-    original = cls.__del__
+    original, original_init = cls.__del__, cls.__init__
+
+    def __init__(self, *args, **kwargs) -> None:
+        if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+            original_init(self, *args, **kwargs)
+            return
+        # a Ctrl-C while the workers are forked lands in os.fork's after-fork callbacks, which swallow it (and can
+        # leave logging's lock held): hold it until the iterator is built, then it raises here, cleanly
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            original_init(self, *args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def __del__(self) -> None:
         try:
@@ -102,3 +118,4 @@ def install_interrupt_guard() -> None:
 
     __del__._segkit_guard = True  # type: ignore[attr-defined]
     cls.__del__ = __del__
+    cls.__init__ = __init__

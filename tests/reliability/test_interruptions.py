@@ -209,7 +209,9 @@ def test_ctrl_c_with_loader_workers(recipe, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "segkit", "train", str(recipe), *SETS, "--work-dir", str(work),
                              "--set", "dataloader.train.num_workers_per_gpu=2", "--set", "scheduler.max_epochs=100"],
                             stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            # a shell's background job ignores SIGINT and children inherit that: undo it
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     last = work / "checkpoints" / "last.pt"
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline and proc.poll() is None:
