@@ -153,8 +153,10 @@ def export_model(
     if metadata is not None:
         from ..engine.callbacks import write_json
 
-        report["metadata_file"] = str(out_path.with_suffix(".json"))
-        write_json(out_path.with_suffix(".json"), {**metadata, "export": report})
+        # model.onnx -> model.json; model.ts -> model.ts.json (both formats can share an export folder)
+        meta_path = out_path.with_suffix(".json") if format == "onnx" else out_path.with_name(out_path.name + ".json")
+        report["metadata_file"] = str(meta_path)
+        write_json(meta_path, {**metadata, "export": report})
     return report
 
 

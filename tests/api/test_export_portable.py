@@ -101,3 +101,11 @@ def test_a_model_with_a_fixed_size_is_exported_at_that_size(tmp_path):
 def test_static_on_request(trained_run, tmp_path, dynamic):
     report = api.export(trained_run, out=tmp_path / "s.onnx", input_size=(48, 48), dynamic=dynamic)
     assert report["dynamic"] is False and report["axes"]["images"] == [1, 3, 48, 48]
+
+
+def test_torchscript_metadata_does_not_replace_the_onnx_one(trained_run, tmp_path):
+    api.export(trained_run, out=tmp_path / "model.onnx", input_size=(48, 48), dynamic=False)
+    report = api.export(trained_run, format="torchscript", out=tmp_path / "model.ts", input_size=(48, 48))
+    assert report["metadata_file"] == str(tmp_path / "model.ts.json")
+    assert json.loads((tmp_path / "model.json").read_text())["export"]["format"] == "onnx"
+    assert json.loads((tmp_path / "model.ts.json").read_text())["classnames"][0] == "background"
