@@ -147,8 +147,8 @@ def slide_logits(
     """Sliding-window logits at the input resolution: each window's logits resized to the window, summed, averaged.
 
     ``window_batch`` windows (of every image of the batch) go through the model at a time, so the memory beyond the
-    output is that of one window batch. The number of windows over each pixel is computed once, and divided out in
-    place at the end. On the CPU the window logits are resized and summed channels-last (the output is a
+    output is that of one window batch. The number of windows over each pixel is the product of the row and column
+    coverage (the windows are a grid), divided out in place block by block at the end (nothing to do where it is 1). On the CPU the window logits are resized and summed channels-last (the output is a
     channels-last tensor): PyTorch's channels-last bilinear kernel is several times faster there, and agrees with
     the channels-first one to float32 rounding.
     """
@@ -173,8 +173,26 @@ def slide_logits(
         for k, (y1, y2, x1, x2) in enumerate(group):  # one window at a time: a window-sized buffer, reused
             window = _resize(logits[k * batch : (k + 1) * batch], (y2 - y1, x2 - x1), align_corners)
             summed[:, :, y1:y2, x1:x2] += window.softmax(dim=1) if use_probs else window
-    counts = _window_counts(height, width, cropsize, stride, summed)
-    return summed.div_(counts) if not summed.requires_grad else summed / counts
+    if summed.requires_grad:
+        return summed / _window_counts(height, width, cropsize, stride, summed)
+    rows, cols = _grid_axes(height, width, cropsize, stride)
+    for y1, y2, row_count in _coverage_runs(rows, height):  # the count is row cover x column cover: divide
+        for x1, x2, col_count in _coverage_runs(cols, width):  # block by block, where it is not 1
+            if row_count * col_count != 1:
+                summed[:, :, y1:y2, x1:x2].div_(row_count * col_count)
+    return summed
+
+
+def _coverage_runs(intervals: list[tuple[int, int]], size: int) -> list[tuple[int, int, int]]:
+    """``(start, end, count)`` runs of the number of ``intervals`` over each position of ``[0, size)``."""
+    edges = sorted({0, size, *(a for a, _ in intervals), *(b for _, b in intervals)})
+    runs = []
+    for start, end in zip(edges[:-1], edges[1:], strict=True):
+        count = sum(1 for a, b in intervals if a <= start and end <= b)
+        if count == 0:  # cannot happen with the grid; SSSegmentation asserts
+            raise RuntimeError("sliding windows do not cover the image")
+        runs.append((start, end, count))
+    return runs
 
 
 def _window_counts(height: int, width: int, cropsize: Size, stride: Size, like: torch.Tensor) -> torch.Tensor:
