@@ -66,7 +66,8 @@ def writable_dir(path: Path, option: str) -> None:
 
 def prepare_work_dir(rec: Recipe, resume: str | Path | None, dry_run: bool, console: Console | None,
                      is_main: bool = True) -> Path | None:
-    """Check the work dir and settle ``--resume``; returns the checkpoint to resume from (or None).
+    """Check that the recipe trains at least one epoch, check the work dir and settle ``--resume``; returns the
+    checkpoint to resume from (or None).
 
     ``resume="auto"`` (``--resume`` alone) picks the newest checkpoint that loads; when the folder has none yet
     (a run stopped in its first epoch) training starts from the beginning in the same folder, saying so. Without
@@ -76,6 +77,9 @@ def prepare_work_dir(rec: Recipe, resume: str | Path | None, dry_run: bool, cons
 
     work = Path(rec.work_dir)
     ckpt_dir = work / "checkpoints"
+    if rec.scheduler.max_epochs < 1:  # 0 is the segmentor bases' placeholder; a run must set it
+        raise RecipeError("scheduler.max_epochs", f"must be at least 1 to train (got {rec.scheduler.max_epochs})",
+                          source=getattr(rec, "_source", None))
     if dry_run:
         return None if resume == "auto" else resume
     if is_main:
@@ -109,9 +113,6 @@ def check_before_training(trainer: Any) -> None:
     """Refuse a run that would train nothing or crash inside the loss: an empty epoch, ``num_classes`` that
     differs from the dataset's classes, labels (in a sample of label maps) beyond ``num_classes``."""
     rec = trainer.recipe
-    if rec.scheduler.max_epochs < 1:
-        raise RecipeError("scheduler.max_epochs", f"must be at least 1 to train (got {rec.scheduler.max_epochs})",
-                          source=getattr(rec, "_source", None))
     if len(trainer.train_loader) == 0:
         dl = rec.dataloader.train
         raise DataError(

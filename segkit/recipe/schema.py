@@ -73,7 +73,7 @@ class OptimizerCfg(Open):
 
 class SchedulerCfg(Strict):
     type: str = "PolyScheduler"
-    max_epochs: int = Field(0, ge=1, le=10**7)
+    max_epochs: int = Field(0, ge=0, le=10**7)  # 0 in the segmentor bases: training refuses it (engine/guards)
     power: float = Field(0.9, ge=0)
     min_lr: float | None = Field(None, ge=0)
     by_epoch: bool = True
