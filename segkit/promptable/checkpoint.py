@@ -29,7 +29,7 @@ IGNORED_CHECKPOINT_KEYS: dict[str, tuple[str, str]] = {}
 def ensure_registered() -> None:
     """Import the modules that register the promptable models."""
     from . import models  # noqa: F401
-    for module in ("edgesam", "mobilesam", "samhq"):
+    for module in ("edgesam", "mobilesam", "samhq", "sam2"):
         try:
             __import__(f"{__package__}.{module}")
         except ModuleNotFoundError as exc:

@@ -16,6 +16,11 @@ from .transforms import ResizeLongestSide
 class SamPredictor:
     """Mask prediction for one image at a time with a SAM-family model (``Sam`` and its variants)."""
 
+    def __new__(cls, model: Sam, *args, **kwargs):
+        """A model may name its own predictor subclass (``predictor_class``: SAM 2's), used by ``SamPredictor(model)``."""
+        own = getattr(model, "predictor_class", None)
+        return super().__new__(own if own is not None and issubclass(own, cls) else cls)
+
     def __init__(self, model: Sam) -> None:
         self.model = model
         self.transform = ResizeLongestSide(model.image_size)

@@ -75,7 +75,7 @@ def dumps(layouts: dict[str, dict]) -> str:
 
 def main() -> None:
     layouts = json.loads(OUT.read_text()) if OUT.exists() else {}
-    wanted = sys.argv[1:] or ["sam", "sam_hq", "edgesam"]  # add "sam2" when SAM 2 is ported
+    wanted = sys.argv[1:] or ["sam", "sam_hq", "sam2", "edgesam"]
     with torch.device("meta"):
         for family in wanted:
             layouts.update(globals()[f"{family}_layouts"]())

@@ -1,0 +1,93 @@
+"""Parity of SAM 2.1 tiny (image model) with the official ``sam2`` package's ``SAM2ImagePredictor``: the same
+random weights in both -> the same embeddings, masks, IoU predictions and low-resolution logits (1e-4 relative
+in float32).
+
+Marked ``official``: run in the parity environment (``nox -s promptable_parity``), which has ``sam2`` installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segkit.promptable import SamPredictor, load_promptable
+
+from .official import randomize
+from .test_official_parity import RTOL, relative, synthetic_image
+
+pytestmark = pytest.mark.official
+SIZE = 256
+
+
+@pytest.fixture(scope="module")
+def sam2_pair(tmp_path_factory):
+    """(official SAM2ImagePredictor, segkit's predictor) for SAM 2.1 tiny at 256 px with the same weights."""
+    from sam2.build_sam import build_sam2
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    official = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", ckpt_path=None, device="cpu",
+                          hydra_overrides_extra=[f"++model.image_size={SIZE}"])
+    randomize(official, seed=1)
+    with torch.no_grad():  # sharper masks, so thresholds and the stability fallback see both signs
+        for mlp in official.sam_mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(10)
+    official.eval()
+    path = tmp_path_factory.mktemp("sam2") / "sam2.1_hiera_tiny_random.pt"
+    torch.save({"model": official.state_dict()}, path)
+    official_predictor = SAM2ImagePredictor(official)
+    official_predictor._bb_feat_sizes = [(SIZE // 4,) * 2, (SIZE // 8,) * 2, (SIZE // 16,) * 2]
+    model = load_promptable("sam2.1_hiera_tiny", checkpoint=path, image_size=SIZE)
+    return official_predictor, SamPredictor(model)
+
+
+PROMPTS = [
+    {"point_coords": np.array([[100, 70]]), "point_labels": np.array([1])},
+    {"point_coords": np.array([[100, 70], [10, 10]]), "point_labels": np.array([1, 0]),
+     "box": np.array([50, 30, 160, 110])},
+    {"box": np.array([50, 30, 160, 110]), "multimask_output": False},
+    {"point_coords": np.array([[190, 140], [60, 60]]), "point_labels": np.array([1, 1]), "multimask_output": False},
+]
+
+
+def test_sam2_1_tiny_matches_the_official_image_predictor(sam2_pair):
+    official, predictor = sam2_pair
+    assert type(predictor).__name__ == "Sam2Predictor"
+    image = synthetic_image()
+    official.set_image(image)
+    predictor.set_image(image)
+    worst = {"embedding": relative(official._features["image_embed"].numpy(), predictor.features.numpy())}
+    for level, (a, b) in enumerate(zip(official._features["high_res_feats"],
+                                       predictor.embedding.extras["high_res_features"], strict=True)):
+        worst[f"high_res_{level}"] = relative(a.numpy(), b.numpy())
+    differing = 0
+    for prompt in PROMPTS:
+        out_a = official.predict(**prompt, return_logits=True)
+        out_b = predictor.predict(**prompt, return_logits=True)
+        for name, a, b in zip(("masks", "iou_predictions", "low_res_logits"), out_a, out_b, strict=True):
+            assert a.shape == b.shape, name
+            worst[name] = max(worst.get(name, 0.0), relative(a, b))
+        low_res = out_a[2][np.argmax(out_a[1])][None]
+        masks_a = official.predict(**prompt, mask_input=low_res)[0]
+        masks_b = predictor.predict(**prompt, mask_input=low_res)[0]
+        assert masks_a.any() and not masks_a.all()  # a real mask, not a trivial one
+        differing = max(differing, int((masks_a != masks_b).sum()))
+    print("SAM 2.1 tiny parity (max relative difference):", worst, "binary mask pixels differing:", differing)
+    assert max(worst.values()) < RTOL, worst
+    assert differing <= 2
+
+
+def test_sam2_batched_points_match(sam2_pair):
+    """Several objects at once (``predict_torch`` with a batch of prompt sets) as the official batched path."""
+    official, predictor = sam2_pair
+    image = synthetic_image()
+    official.set_image(image)
+    predictor.set_image(image)
+    points = np.array([[[100, 70]], [[190, 140]], [[20, 160]]], dtype=np.float32)
+    labels = np.ones((3, 1), dtype=np.int64)
+    masks_a, iou_a, low_a = official.predict(point_coords=points, point_labels=labels, return_logits=True)
+    coords = torch.as_tensor(predictor.transform.apply_coords(points, predictor.original_size))
+    masks_b, iou_b, low_b = predictor.predict_torch(coords, torch.as_tensor(labels), return_logits=True)
+    for a, b in ((masks_a, masks_b), (iou_a, iou_b), (low_a, low_b)):
+        assert a.shape == tuple(b.shape)
+        assert relative(a, b.numpy()) < RTOL
