@@ -273,7 +273,7 @@ def sam2_image_encoder(structure_type: str, **trunk_overrides) -> HieraWithFPN:
 
 
 def build_sam2(encoder: HieraWithFPN, image_size: int) -> Sam2:
-    check_image_size(image_size)
+    check_image_size(image_size, 32)  # Hiera's stride-32 level is fused into the stride-16 one
     grid = image_size // 16
     prompt = Sam2PromptEncoder(EMBED_DIM, (grid, grid), (image_size, image_size), mask_in_chans=16)
     transformer = TwoWayTransformer(depth=2, embedding_dim=EMBED_DIM, mlp_dim=2048, num_heads=8)
