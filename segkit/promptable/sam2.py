@@ -14,8 +14,9 @@ What differs from SAM (after the SAM 2 paper and the authors' ``sam2`` package, 
 * the image is resized to an ``image_size`` square (not long side + padding), scaled to [0, 1] and normalised
   with the ImageNet mean and std; masks are resized straight back to the original size.
 
-The memory modules of the video model (memory attention and encoder, object pointers, temporal encodings) are in
-the official checkpoints; the image model does not use them and lists them in ``IGNORED_CHECKPOINT_KEYS``.
+The video model's memory modules (memory attention and encoder, object pointers, temporal encodings;
+:mod:`.sam2_memory`) are built too, so every key of the official checkpoints loads strictly; the image predictor
+does not run them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from torch import nn
 from ..models.backbones.hiera import PRETRAINED_URLS as SAM2_URLS
 from ..models.backbones.hiera import STRUCTURE_ARGUMENTS as SAM2_TRUNKS
 from ..models.backbones.hiera import HieraWithFPN
-from .checkpoint import IGNORED_CHECKPOINT_KEYS
 from .mask_decoder import MLP, MaskDecoder
 from .models import EMBED_DIM, check_image_size
 from .predictor import SamPredictor
@@ -44,10 +44,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LOW_RES_CLAMP = 32.0
 """The predictor clamps the low-resolution logits it returns to +-32 (as the official one)."""
 
-MEMORY_KEYS = (r"(memory_attention|memory_encoder|obj_ptr_proj|obj_ptr_tpos_proj|mask_downsample)\..*"
-               r"|maskmem_tpos_enc|no_mem_pos_enc|no_obj_ptr|no_obj_embed_spatial")
-MEMORY_REASON = ("the video model's memory (memory attention and encoder, object pointers, temporal and "
-                 "no-object encodings); the image predictor does not use them")
 
 
 class SquareResize:
@@ -159,10 +155,29 @@ class Sam2(Sam):
     ``sam_mask_decoder``, SAM 2's ``mlp.layers.{0,1}``) are converted on load."""
 
     def __init__(self, image_encoder: HieraWithFPN, prompt_encoder: Sam2PromptEncoder,
-                 mask_decoder: Sam2MaskDecoder, image_size: int = 1024) -> None:
+                 mask_decoder: Sam2MaskDecoder, image_size: int = 1024, version: str = "sam2.1",
+                 num_maskmem: int = 7, mem_dim: int = 64) -> None:
         super().__init__(image_encoder, prompt_encoder, mask_decoder, image_size=image_size,
                          pixel_mean=IMAGENET_MEAN, pixel_std=IMAGENET_STD)
-        self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, prompt_encoder.embed_dim))
+        from .sam2_memory import MemoryAttention, MemoryEncoder
+
+        hidden = prompt_encoder.embed_dim
+        self.version = version
+        self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, hidden))
+        # the video model's memory (official names); the image predictor uses none of it
+        self.memory_attention = MemoryAttention(hidden, num_layers=4, kv_in_dim=mem_dim)
+        self.memory_encoder = MemoryEncoder(hidden, mem_dim)
+        self.num_maskmem = num_maskmem
+        self.maskmem_tpos_enc = nn.Parameter(torch.zeros(num_maskmem, 1, 1, mem_dim))
+        self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, hidden))
+        self.no_obj_ptr = nn.Parameter(torch.zeros(1, hidden))
+        self.obj_ptr_proj = MLP(hidden, hidden, hidden, 3)
+        self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
+        self.obj_ptr_tpos_proj: nn.Module = nn.Identity()
+        self.no_obj_embed_spatial: nn.Parameter | None = None
+        if version == "sam2.1":  # SAM 2.1: projected temporal encoding of object pointers, no-object memory
+            self.obj_ptr_tpos_proj = nn.Linear(hidden, mem_dim)
+            self.no_obj_embed_spatial = nn.Parameter(torch.zeros(1, mem_dim))
 
     predictor_class = None  # set below (Sam2Predictor)
 
@@ -272,24 +287,24 @@ def sam2_image_encoder(structure_type: str, **trunk_overrides) -> HieraWithFPN:
     return HieraWithFPN(hiera_cfg=trunk, fpn_cfg=fpn, scalp=1)
 
 
-def build_sam2(encoder: HieraWithFPN, image_size: int) -> Sam2:
+def build_sam2(encoder: HieraWithFPN, image_size: int, version: str = "sam2.1") -> Sam2:
     check_image_size(image_size, 32)  # Hiera's stride-32 level is fused into the stride-16 one
     grid = image_size // 16
     prompt = Sam2PromptEncoder(EMBED_DIM, (grid, grid), (image_size, image_size), mask_in_chans=16)
     transformer = TwoWayTransformer(depth=2, embedding_dim=EMBED_DIM, mlp_dim=2048, num_heads=8)
-    return Sam2(encoder, prompt, Sam2MaskDecoder(EMBED_DIM, transformer), image_size=image_size).eval()
+    return Sam2(encoder, prompt, Sam2MaskDecoder(EMBED_DIM, transformer), image_size=image_size,
+                version=version).eval()
 
 
 def _register(name: str) -> None:
     def builder(image_size: int = 1024) -> Sam2:
-        return build_sam2(sam2_image_encoder(name), image_size)
+        return build_sam2(sam2_image_encoder(name), image_size, version)
 
     version, size = name.split("_hiera_")
     builder.__name__ = name.replace(".", "_")
     builder.__doc__ = f"SAM {version[3:]} with the Hiera-{size.replace('_', '-')} image encoder (image model)."
     PROMPTABLES.register(name)(builder)
     CHECKPOINT_URLS[name] = SAM2_URLS[name]
-    IGNORED_CHECKPOINT_KEYS[name] = (MEMORY_KEYS, MEMORY_REASON)
 
 
 for _name in SAM2_URLS:

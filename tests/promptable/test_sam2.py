@@ -125,27 +125,25 @@ def test_object_score_and_batched_prompts(sam2):
 
 
 def to_official_layout(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """segkit's names -> the official SAM 2 checkpoint's, plus memory-module entries the image model skips."""
+    """segkit's names -> the official SAM 2 checkpoint's."""
     out = {}
     for key, value in state_dict.items():
         key = re.sub(r"^(prompt_encoder|mask_decoder)\.", r"sam_\1.", key)
         key = re.sub(r"\.mlp\.(fc|lin)([12])\.", lambda m: f".mlp.layers.{int(m.group(2)) - 1}.", key)
         out[key] = value
-    out.update({"maskmem_tpos_enc": torch.zeros(7, 1, 1, 64), "no_mem_pos_enc": torch.zeros(1, 1, 256),
-                "memory_encoder.out_proj.weight": torch.zeros(64, 256, 1, 1),
-                "obj_ptr_proj.layers.0.weight": torch.zeros(256, 256), "no_obj_embed_spatial": torch.zeros(1, 64)})
     return out
 
 
-def test_official_layout_checkpoint_round_trip(sam2, tmp_path, caplog):
+def test_official_layout_checkpoint_round_trip(sam2, tmp_path):
     official = to_official_layout(sam2.state_dict())
     assert any(".mlp.layers.0." in k and k.startswith("image_encoder.trunk.") for k in official)
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     torch.save({"model": official}, path)
-    with caplog.at_level("INFO", logger="segkit.promptable"):
-        loaded = load_promptable("sam2.1_hiera_tiny", checkpoint=path, image_size=SIZE)
-    assert "maskmem_tpos_enc" in caplog.text and "memory" in caplog.text
-    assert "sam2.1_hiera_tiny" in IGNORED_CHECKPOINT_KEYS
+    loaded = load_promptable("sam2.1_hiera_tiny", checkpoint=path, image_size=SIZE)
+    assert "sam2.1_hiera_tiny" not in IGNORED_CHECKPOINT_KEYS  # memory modules included: nothing skipped
+    torch.testing.assert_close(loaded.maskmem_tpos_enc, sam2.maskmem_tpos_enc)
+    assert "no_obj_embed_spatial" in official and "no_obj_embed_spatial" not in build_promptable(
+        "sam2_hiera_tiny", image_size=SIZE).state_dict()  # a SAM 2.1 addition
     predictor_a, predictor_b = SamPredictor(sam2), SamPredictor(loaded)
     for predictor in (predictor_a, predictor_b):
         predictor.set_image(image())

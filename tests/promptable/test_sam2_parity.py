@@ -91,3 +91,30 @@ def test_sam2_batched_points_match(sam2_pair):
     for a, b in ((masks_a, masks_b), (iou_a, iou_b), (low_a, low_b)):
         assert a.shape == tuple(b.shape)
         assert relative(a, b.numpy()) < RTOL
+
+
+def test_sam2_memory_modules_match(sam2_pair):
+    """The video model's memory encoder and memory attention (rotary attention over the grid, object-pointer
+    tokens left unrotated) give the official outputs with the same weights."""
+    official, predictor = sam2_pair
+    model, reference = predictor.model, official.model
+    generator = torch.Generator().manual_seed(3)
+    grid = SIZE // 16
+    pix_feat = torch.randn(2, 256, grid, grid, generator=generator)
+    masks = 4 * torch.randn(2, 1, SIZE, SIZE, generator=generator)
+    with torch.no_grad():
+        expected = reference.memory_encoder(pix_feat, masks)
+        features, pos = model.memory_encoder(pix_feat, masks)
+    assert relative(expected["vision_features"].numpy(), features.numpy()) < RTOL
+    assert relative(expected["vision_pos_enc"][0].numpy(), pos.numpy()) < RTOL
+    tokens = grid * grid
+    curr = torch.randn(tokens, 2, 256, generator=generator)
+    curr_pos = torch.randn(tokens, 2, 256, generator=generator)
+    pointers = 3 * 4  # three object pointers of 256 channels, split into 64-channel tokens
+    memory = torch.randn(2 * tokens + pointers, 2, 64, generator=generator)
+    memory_pos = torch.randn(2 * tokens + pointers, 2, 64, generator=generator)
+    with torch.no_grad():
+        expected = reference.memory_attention(curr=[curr], memory=memory, curr_pos=[curr_pos],
+                                              memory_pos=memory_pos, num_obj_ptr_tokens=pointers)
+        ours = model.memory_attention(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens=pointers)
+    assert relative(expected.numpy(), ours.numpy()) < RTOL
