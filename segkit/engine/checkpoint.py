@@ -169,7 +169,8 @@ def trim_run_log(work_dir: Path, iteration: int) -> None:
         except json.JSONDecodeError:  # a line cut by the kill
             dropped += 1
             continue
-        if isinstance(record, dict) and int(record.get("iter", 0)) > iteration:
+        step = record.get("iter") if isinstance(record, dict) else None
+        if isinstance(step, (int, float)) and step > iteration:
             dropped += 1
             continue
         kept.append(line)

@@ -257,3 +257,15 @@ def test_checkpoint_files_hash_stable_across_a_refused_resume(recipe, tmp_path, 
     assert code == 2, output
     assert "no checkpoint in" in output and "last.pt does not load" in output and "epoch_3.pt does not load" in output
     assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in ckpts.iterdir()} == before
+
+
+def test_trim_run_log_keeps_records_up_to_the_resumed_step(tmp_path):
+    """A resumed run's metrics.jsonl loses the records the interrupted attempt wrote after the checkpoint, and the
+    line the kill cut short; records without a step stay."""
+    from segkit.engine.checkpoint import trim_run_log
+
+    lines = ['{"kind": "train", "iter": 3}', '{"kind": "eval", "iter": 3}', '{"kind": "note", "iter": null}',
+             '{"kind": "train", "iter": 4}', '{"kind": "tra']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    trim_run_log(tmp_path, 3)
+    assert (tmp_path / "metrics.jsonl").read_text().splitlines() == lines[:3]
