@@ -116,6 +116,18 @@ class Sam2MaskDecoder(MaskDecoder):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Low-resolution logits ``[B, M, 4h, 4w]``, IoU predictions ``[B, M]`` and object-score logits
         ``[B, 1]`` (positive: the object is in the image)."""
+        masks, iou_pred, _, object_scores = self.decode_all(image_embeddings, image_pe, sparse_prompt_embeddings,
+                                                            dense_prompt_embeddings, multimask_output,
+                                                            high_res_features)
+        return masks, iou_pred, object_scores
+
+    def decode_all(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse_prompt_embeddings: torch.Tensor,
+                   dense_prompt_embeddings: torch.Tensor, multimask_output: bool,
+                   high_res_features: list[torch.Tensor] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As :meth:`forward`, plus the mask output tokens ``[B, M', C]`` that give the video model's object
+        pointers: tokens 1-3 with ``multimask_output``, else token 0 (even where the dynamic fallback chose
+        another mask)."""
         hs, src = self.run_transformer(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
         deconv1, norm1, act1, deconv2, act2 = self.output_upscaling
         if high_res_features is None:
@@ -123,15 +135,16 @@ class Sam2MaskDecoder(MaskDecoder):
         else:
             feat_s0, feat_s1 = high_res_features
             upscaled = act2(deconv2(act1(norm1(deconv1(src) + feat_s1))) + feat_s0)
-        masks = self.hyper_masks(hs[:, 2:2 + self.num_mask_tokens], upscaled)
+        tokens = hs[:, 2:2 + self.num_mask_tokens]
+        masks = self.hyper_masks(tokens, upscaled)
         iou_pred = self.iou_prediction_head(hs[:, 1])
         object_scores = self.pred_obj_score_head(hs[:, 0])
         if multimask_output:
-            return masks[:, 1:], iou_pred[:, 1:], object_scores
+            return masks[:, 1:], iou_pred[:, 1:], tokens[:, 1:], object_scores
         if self.dynamic_multimask_via_stability and not self.training:
             masks, iou_pred = self.stable_single_mask(masks, iou_pred)
-            return masks, iou_pred, object_scores
-        return masks[:, :1], iou_pred[:, :1], object_scores
+            return masks, iou_pred, tokens[:, :1], object_scores
+        return masks[:, :1], iou_pred[:, :1], tokens[:, :1], object_scores
 
     def stability(self, logits: torch.Tensor) -> torch.Tensor:
         """Area above ``+delta`` over area above ``-delta`` per mask (1 for an empty mask)."""

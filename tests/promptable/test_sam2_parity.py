@@ -118,3 +118,69 @@ def test_sam2_memory_modules_match(sam2_pair):
                                               memory_pos=memory_pos, num_obj_ptr_tokens=pointers)
         ours = model.memory_attention(curr, memory, curr_pos, memory_pos, num_obj_ptr_tokens=pointers)
     assert relative(expected.numpy(), ours.numpy()) < RTOL
+
+
+def moving_square_frames(count: int = 5) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    frames = []
+    for index in range(count):
+        frame = np.full((120, 160, 3), (40, 90, 160), np.uint8)
+        frame[30 + 4 * index: 80 + 4 * index, 40 + 6 * index: 100 + 6 * index] = (230, 50, 40)
+        frame[85:115, 120:155] = (30, 200, 60)
+        frames.append((frame + rng.integers(0, 10, frame.shape)).astype(np.uint8))
+    return frames
+
+
+@pytest.mark.parametrize("version", ["sam2.1", "sam2"])
+def test_sam2_tiny_video_matches_the_official_video_predictor(version, tmp_path):
+    """Two objects (a click, a box) on frame 0 of a 5-frame video, propagated: every frame's masks of both
+    objects as the official SAM2VideoPredictor's, with the same random weights."""
+    from PIL import Image
+    from sam2.build_sam import build_sam2_video_predictor
+
+    from segkit.promptable.sam2_video import Sam2VideoPredictor
+
+    folder = "sam2.1" if version == "sam2.1" else "sam2"
+    official = build_sam2_video_predictor(
+        f"configs/{folder}/{version}_hiera_t.yaml", ckpt_path=None, device="cpu", apply_postprocessing=False,
+        hydra_overrides_extra=[f"++model.image_size={SIZE}", "++model.fill_hole_area=0",
+                               "++model.binarize_mask_from_pts_for_mem_enc=true",
+                               "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+                               "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+                               "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98"])
+    randomize(official, seed=2)
+    with torch.no_grad():
+        for mlp in official.sam_mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(10)
+        official.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(3.0)  # objects mostly present
+    official.eval()
+    path = tmp_path / "weights.pt"
+    torch.save({"model": official.state_dict()}, path)
+    ours = Sam2VideoPredictor(load_promptable(f"{version}_hiera_tiny", checkpoint=path, image_size=SIZE))
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for index, frame in enumerate(moving_square_frames()):
+        Image.fromarray(frame).save(frames_dir / f"{index:05d}.jpg", quality=95)
+
+    state_a = official.init_state(video_path=str(frames_dir))
+    state_b = ours.init_state(frames_dir)
+    prompts = [dict(frame_idx=0, obj_id=1, points=np.array([[70.0, 55.0]]), labels=np.array([1])),
+               dict(frame_idx=0, obj_id=2, box=np.array([118.0, 83.0, 157.0, 117.0]))]
+    worst = 0.0
+    for prompt in prompts:
+        with torch.inference_mode():
+            _, ids_a, masks_a = official.add_new_points_or_box(state_a, **prompt)
+        _, ids_b, masks_b = ours.add_new_points_or_box(state_b, **prompt)
+        assert list(ids_a) == ids_b
+        worst = max(worst, relative(masks_a.numpy(), masks_b.numpy()))
+    with torch.inference_mode():
+        expected = {t: m.clone() for t, _, m in official.propagate_in_video(state_a)}
+    got = {t: m for t, _, m in ours.propagate_in_video(state_b)}
+    assert sorted(expected) == sorted(got) == list(range(5))
+    for t in expected:
+        a, b = expected[t].numpy(), got[t].numpy()
+        assert (a > 0).any() and (a < 0).any()
+        worst = max(worst, relative(a, b))
+        assert int(((a > 0) != (b > 0)).sum()) <= 2
+    print(f"{version} tiny video parity: max relative difference {worst:.2e}")
+    assert worst < RTOL
