@@ -19,7 +19,7 @@ import importlib
 _LAZY = {
     "load_promptable": "checkpoint", "build_promptable": "checkpoint", "load_checkpoint": "checkpoint",
     "promptable_names": "checkpoint", "SamPredictor": "predictor", "AutomaticMaskGenerator": "automatic",
-    "Sam": "sam", "ImageEmbedding": "sam", "PROMPTABLES": "registry", "CHECKPOINT_URLS": "registry",
+    "Sam": "sam", "ImageEmbedding": "sam", "Sam2VideoPredictor": "sam2_video", "PROMPTABLES": "registry", "CHECKPOINT_URLS": "registry",
 }
 
 __all__ = sorted(_LAZY)

@@ -8,8 +8,8 @@ conditioned on the memory bank by memory attention: the conditioning frames' mem
 token, projected) of the conditioning frames in the past and of the last ``max_obj_ptrs - 1`` frames; its mask
 then gives its own memory. Object-score logits below 0 mean the object is absent (its mask is set to -1024).
 
-The bank is bounded: outputs of tracked frames farther than ``max_obj_ptrs`` frames from the frame being tracked
-are dropped (they can no longer be attended to), so memory stays constant over any video length; only the
+The bank is bounded: outputs of tracked frames farther than ``max(max_obj_ptrs, num_maskmem)`` frames from the frame
+being tracked are dropped (they can no longer be attended to), so memory stays constant over any video length; only the
 conditioning frames' memories are kept for the whole video. Memories are stored in bfloat16, as the official
 predictor stores them.
 """
@@ -220,8 +220,10 @@ class Sam2VideoPredictor:
             yield frame_idx, state.obj_ids, self._video_masks(state, frame_idx)
 
     def _bound_memory(self, track: ObjectTrack, frame_idx: int) -> None:
-        """Drop tracked (non-prompted) frames that no later frame can attend to any more."""
-        for t in [t for t in track.non_cond if abs(t - frame_idx) >= self.max_obj_ptrs]:
+        """Drop tracked (non-prompted) frames that no later frame can attend to any more (farther than both the
+        mask-memory window and the object-pointer window)."""
+        window = max(self.max_obj_ptrs, self.model.num_maskmem)
+        for t in [t for t in track.non_cond if abs(t - frame_idx) >= window]:
             del track.non_cond[t]
 
     def _video_masks(self, state: VideoState, frame_idx: int) -> torch.Tensor:

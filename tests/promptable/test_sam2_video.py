@@ -1,0 +1,127 @@
+"""SAM 2 video predictor: frame sources, prompts, propagation both ways, the bounded memory bank (small inputs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segkit.promptable import Sam2VideoPredictor, build_promptable
+from segkit.promptable.sam2_video import load_frames
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    sam2 = build_promptable("sam2.1_hiera_tiny", image_size=SIZE)
+    with torch.no_grad():  # random weights of a useful scale: objects present, masks of both signs
+        for mlp in sam2.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.normal_(0, 2.0)
+        sam2.mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(3.0)
+        for parameter in (sam2.maskmem_tpos_enc, sam2.no_obj_ptr, sam2.no_mem_embed):
+            parameter.normal_(0, 0.1)
+    return sam2
+
+
+def frames(count: int = 6) -> list[np.ndarray]:
+    out = []
+    for index in range(count):
+        frame = np.full((40, 56, 3), 30, np.uint8)
+        frame[8 + index: 24 + index, 10 + 2 * index: 30 + 2 * index] = (220, 60, 40)
+        out.append(frame)
+    return out
+
+
+def test_frames_come_from_arrays_a_folder_or_a_video_file(tmp_path):
+    import cv2
+    from PIL import Image
+
+    source = frames(4)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, frame in enumerate(source):  # numbered names sort by number, not as text
+        Image.fromarray(frame).save(folder / f"{index * 5}.png")
+    loaded = load_frames(folder)
+    assert len(loaded) == 4 and all(np.array_equal(a, b) for a, b in zip(loaded, source, strict=True))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (56, 40))
+    for frame in source:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    decoded = load_frames(video)
+    assert len(decoded) == 4 and decoded[0].shape == (40, 56, 3)
+    assert np.abs(decoded[2].astype(int) - source[2]).mean() < 10  # RGB order kept (JPEG-compressed)
+    with pytest.raises(ValueError, match="no frames"):
+        load_frames(tmp_path / "missing.avi")
+
+
+def test_prompts_then_propagation_forwards_and_backwards(model):
+    predictor = Sam2VideoPredictor(model)
+    state = predictor.init_state(frames())
+    assert state.images.shape == (6, 3, SIZE, SIZE) and (state.video_height, state.video_width) == (40, 56)
+    frame_idx, obj_ids, masks = predictor.add_new_points_or_box(state, 2, obj_id=7, points=[[20, 16]], labels=[1])
+    assert (frame_idx, obj_ids, tuple(masks.shape)) == (2, [7], (1, 1, 40, 56))
+    _, obj_ids, masks = predictor.add_new_points_or_box(state, 2, obj_id=9, box=[5, 5, 30, 30])
+    assert obj_ids == [7, 9] and masks.shape == (2, 1, 40, 56)
+    forward = list(predictor.propagate_in_video(state))
+    assert [t for t, _, _ in forward] == [2, 3, 4, 5]
+    backward = list(predictor.propagate_in_video(state, reverse=True))
+    assert [t for t, _, _ in backward] == [2, 1, 0]
+    for _, _, masks in forward + backward:
+        assert masks.shape == (2, 1, 40, 56) and torch.isfinite(masks).all()
+    assert (forward[1][2] > 0).any() and (forward[1][2] <= 0).any()  # tracked masks are real masks
+    track = state.objects[7]
+    assert set(track.cond) == {2} and set(track.non_cond) == {0, 1, 3, 4, 5}
+    assert all(out.maskmem_features.dtype == torch.bfloat16 for out in track.non_cond.values())
+    predictor.remove_object(state, 9)
+    assert state.obj_ids == [7]
+
+
+def test_memory_bank_is_bounded_without_changing_the_masks(model, monkeypatch):
+    video = frames(12)
+
+    def run(bounded: bool):
+        predictor = Sam2VideoPredictor(model, max_obj_ptrs=3)
+        if not bounded:
+            monkeypatch.setattr(predictor, "_bound_memory", lambda track, frame_idx: None)
+        state = predictor.init_state(video)
+        predictor.add_new_points_or_box(state, 0, obj_id=1, points=[[20, 16]], labels=[1])
+        sizes, masks = [], []
+        for _, _, frame_masks in predictor.propagate_in_video(state):
+            sizes.append(len(state.objects[1].non_cond))
+            masks.append(frame_masks)
+        return sizes, torch.stack(masks)
+
+    bounded_sizes, bounded_masks = run(True)
+    unbounded_sizes, unbounded_masks = run(False)
+    assert max(bounded_sizes) <= 7 and unbounded_sizes[-1] == 11  # the bank stops growing (7 mask memories)
+    torch.testing.assert_close(bounded_masks, unbounded_masks, rtol=0, atol=0)
+
+
+def test_memory_changes_the_tracked_masks(model):
+    """A tracked frame is conditioned on the memory: its masks differ from decoding it as a fresh prompt-less
+    frame would (the memory attention is really used)."""
+    predictor = Sam2VideoPredictor(model)
+    state = predictor.init_state(frames(3))
+    predictor.add_new_points_or_box(state, 0, obj_id=1, points=[[20, 16]], labels=[1])
+    tracked = dict((t, m) for t, _, m in predictor.propagate_in_video(state))
+    other = Sam2VideoPredictor(model)
+    state_b = other.init_state(frames(3))
+    other.add_new_points_or_box(state_b, 0, obj_id=1, points=[[40, 30]], labels=[1])
+    tracked_b = dict((t, m) for t, _, m in other.propagate_in_video(state_b))
+    assert not torch.allclose(tracked[2], tracked_b[2])  # frame 2 depends on what frame 0's prompt selected
+
+
+def test_bad_use_is_refused(model):
+    predictor = Sam2VideoPredictor(model)
+    state = predictor.init_state(frames(2))
+    with pytest.raises(RuntimeError, match="before propagating"):
+        next(predictor.propagate_in_video(state))
+    with pytest.raises(ValueError, match="outside the video"):
+        predictor.add_new_points_or_box(state, 5, obj_id=1, points=[[1, 1]], labels=[1])
+    with pytest.raises(ValueError, match="together"):
+        predictor.add_new_points_or_box(state, 0, obj_id=1, points=[[1, 1]])
+    with pytest.raises(TypeError, match="SAM 2"):
+        Sam2VideoPredictor(build_promptable("mobile_sam", image_size=64))
