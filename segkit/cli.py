@@ -210,7 +210,8 @@ def infer(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
           point: Annotated[list[str] | None, typer.Option("--point", help="--model: a prompt point X,Y[,LABEL] (repeatable; LABEL 0 = background).")] = None,
           box: Annotated[list[str] | None, typer.Option("--box", help="--model: a prompt box X0,Y0,X1,Y1 (repeatable: one mask each).")] = None,
           prompts: Annotated[Path | None, typer.Option("--prompts", help="--model: JSON of prompts per image name.")] = None,
-          amg: Annotated[list[str] | None, typer.Option("--amg", help="--everything: a mask generator option KEY=VALUE, e.g. points_per_side=16, pred_iou_thresh=0.8, crop_n_layers=1, min_mask_region_area=100 (repeatable).")] = None) -> None:
+          amg: Annotated[list[str] | None, typer.Option("--amg", help="--everything: a mask generator option KEY=VALUE, e.g. points_per_side=16, pred_iou_thresh=0.8, crop_n_layers=1, min_mask_region_area=100 (repeatable).")] = None,
+          video: Annotated[bool, typer.Option("--video", help="--model sam2*: track the prompted objects through one video file or frame folder (--point/--box prompt frame 0; --prompts maps frame indices to prompts).")] = False) -> None:
     """Predict label maps: <name>.png (palette PNG of class ids), <name>_overlay.png (with a legend),
     predictions.jsonl; folders are searched recursively and their structure kept under --out.
     With --model: promptable masks (<name>_masks.png ids, <name>_overlay.png, <name>.json)."""
@@ -222,8 +223,9 @@ def infer(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
 
         found = infer_promptable(model, [target, *(inputs or [])], out, checkpoint=checkpoint, device=device,
                                  everything=everything, points=point, boxes=box, prompts_file=prompts,
-                                 amg_options=amg, alpha=alpha, console=err_console)
-        console.print(f"wrote masks of {len(found)} images to {out} (index: {out / 'masks.jsonl'})", highlight=False)
+                                 amg_options=amg, alpha=alpha, console=err_console, video=video)
+        console.print(f"wrote masks of {len(found)} {'frames' if video else 'images'} to {out} (index: "
+                      f"{out / 'masks.jsonl'})", highlight=False)
         return
     if not inputs:
         raise SegkitError("give image files or folders after the run dir / recipe")

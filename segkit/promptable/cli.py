@@ -129,8 +129,15 @@ def read_rgb(path: Path) -> np.ndarray:
 def infer_promptable(model_name: str, inputs: list[Path], out: Path, *, checkpoint: Path | None = None,
                      device: str | None = None, everything: bool = False, points: list[str] | None = None,
                      boxes: list[str] | None = None, prompts_file: Path | None = None,
-                     amg_options: list[str] | None = None, alpha: float = 0.5, console=None) -> list[dict]:
-    """Segment ``inputs`` with a promptable model; returns one summary per image (also written as JSON)."""
+                     amg_options: list[str] | None = None, alpha: float = 0.5, console=None, video: bool = False,
+                     image_size: int | None = None) -> list[dict]:
+    """Segment ``inputs`` with a promptable model; returns one summary per image (also written as JSON).
+    ``video``: SAM 2 tracking through one video file or frame folder (see :func:`infer_video`). ``image_size``
+    (tests, quick runs): the model's input size instead of the official one."""
+    if video:
+        return infer_video(model_name, inputs, out, checkpoint=checkpoint, device=device, everything=everything,
+                           points=points, boxes=boxes, prompts_file=prompts_file, alpha=alpha, console=console,
+                           image_size=image_size)
     option_prompts = prompts_from_options(points or [], boxes or [])
     modes = [everything, bool(option_prompts), prompts_file is not None]
     if sum(modes) != 1:
@@ -147,7 +154,8 @@ def infer_promptable(model_name: str, inputs: list[Path], out: Path, *, checkpoi
     from .render import write_outputs
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_promptable(model_name, checkpoint=checkpoint, device=device)
+    model = load_promptable(model_name, checkpoint=checkpoint, device=device,
+                            **({} if image_size is None else {"image_size": image_size}))
     predictor = SamPredictor(model)
     generator = AutomaticMaskGenerator(predictor, **generator_options) if everything else None
     summaries = []
@@ -169,6 +177,107 @@ def infer_promptable(model_name: str, inputs: list[Path], out: Path, *, checkpoi
                 bar.advance(1)
             summaries.append(write_outputs(out, name, image, masks, model_name, alpha, individual=not everything))
     (out / "masks.jsonl").parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "masks.jsonl", "".join(json.dumps(s) + "\n" for s in summaries).encode())
+    return summaries
+
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+def video_prompts(points: list[str], boxes: list[str], prompts_file: Path | None) -> dict[int, list[dict]]:
+    """Frame index -> prompt sets (the k-th set of a frame is object k + 1): ``--point``/``--box`` prompt frame 0
+    (several boxes: one object each); ``--prompts FILE.json`` maps frame indices to sets,
+    e.g. ``{"0": [{"points": [[320, 240]]}, {"box": [10, 20, 200, 180]}], "30": [{"points": [[300, 250]]}]}``."""
+    option_prompts = prompts_from_options(points, boxes)
+    if bool(option_prompts) == (prompts_file is not None):
+        raise SegkitError("--video: give the prompts of frame 0 with --point X,Y[,LABEL] / --box X0,Y0,X1,Y1, or "
+                          "prompts of any frames with --prompts FILE.json (one of the two)")
+    if option_prompts:
+        return {0: option_prompts}
+    by_frame = {}
+    for key, sets in load_prompt_file(prompts_file).items():
+        if not key.isdigit():
+            raise SegkitError(f"--prompts {prompts_file}: with --video the keys are frame indices (\"0\", \"30\"), "
+                              f"got {key!r}")
+        by_frame[int(key)] = sets
+    return by_frame
+
+
+def infer_video(model_name: str, inputs: list[Path], out: Path, *, checkpoint: Path | None = None,
+                device: str | None = None, everything: bool = False, points: list[str] | None = None,
+                boxes: list[str] | None = None, prompts_file: Path | None = None, alpha: float = 0.5,
+                console=None, image_size: int | None = None) -> list[dict]:
+    """Track prompted objects through one video (a file read with OpenCV, or a folder of frames) with SAM 2.
+
+    Writes, per frame ``<video>/<index>``, the files of one image (masks PNG with object ids, overlay, JSON; the
+    mask of object k is id k) and ``masks.jsonl``; returns the per-frame summaries."""
+    if not model_name.startswith(("sam2_", "sam2.1_")):
+        raise SegkitError(f"--video tracks objects with SAM 2: use --model sam2.1_hiera_tiny (or another "
+                          f"sam2_hiera_* / sam2.1_hiera_* model), not {model_name}")
+    if everything:
+        raise SegkitError("--video propagates prompts; --everything (automatic masks) works on images only")
+    if len(inputs) != 1 or not (inputs[0].is_dir() or inputs[0].suffix.lower() in VIDEO_SUFFIXES):
+        raise SegkitError(f"--video takes one video file ({', '.join(sorted(VIDEO_SUFFIXES))}) or one folder of "
+                          f"frames, got {', '.join(map(str, inputs))}")
+    source = inputs[0]
+    if not source.exists():
+        raise SegkitError(f"{source}: no such file or folder")
+    prompts = video_prompts(points or [], boxes or [], prompts_file)
+    import torch
+
+    from ..engine.report.display import ImageProgress
+    from .amg_utils import masks_to_boxes, masks_to_rle, xyxy_to_xywh
+    from .checkpoint import load_promptable
+    from .render import write_outputs
+    from .sam2_video import Sam2VideoPredictor, load_frames
+
+    try:
+        frames = load_frames(source)
+    except ValueError as exc:
+        raise SegkitError(f"{source}: {exc}") from None
+    height, width = frames[0].shape[:2]
+    for frame_idx, sets in prompts.items():
+        if frame_idx >= len(frames):
+            raise SegkitError(f"prompts for frame {frame_idx}, but {source} has {len(frames)} frames")
+        for prompt in sets:
+            for x, y in prompt.get("points", []):
+                if not (0 <= x < width and 0 <= y < height):
+                    raise SegkitError(f"point {[x, y]} lies outside the {width}x{height} frames")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_promptable(model_name, checkpoint=checkpoint, device=device,
+                            **({} if image_size is None else {"image_size": image_size}))
+    predictor = Sam2VideoPredictor(model)
+    state = predictor.init_state(frames)
+    for frame_idx, sets in sorted(prompts.items()):
+        for obj_index, prompt in enumerate(sets):
+            coords = prompt.get("points") or None
+            labels = prompt.get("labels", [1] * len(coords)) if coords else None
+            predictor.add_new_points_or_box(state, frame_idx, obj_index + 1, coords, labels, box=prompt.get("box"))
+    summaries = []
+    progress_console = console or __import__("rich.console", fromlist=["Console"]).Console(stderr=True)
+    start = min(prompts)
+    order = list(range(start, len(frames))) + list(range(start - 1, -1, -1))
+
+
+    def tracked():  # forwards from the first prompted frame, then backwards from the frame before it
+        yield from predictor.propagate_in_video(state)
+        if start > 0:
+            yield from predictor.propagate_in_video(state, start_frame_idx=start - 1, reverse=True)
+
+    with ImageProgress(progress_console, len(order), model_name, unit="frame/s", noun="frames") as bar:
+        for frame_idx, obj_ids, logits in tracked():
+            records = []
+            for obj_id, mask_logits in zip(obj_ids, logits, strict=True):
+                mask = (mask_logits[0] > 0).cpu()
+                prompt = next((p for i, p in enumerate(prompts.get(frame_idx, [])) if i + 1 == obj_id), None)
+                records.append({"segmentation": mask.numpy(), "area": int(mask.sum()),
+                                "bbox": xyxy_to_xywh(masks_to_boxes(mask[None])[0]), "predicted_iou": None,
+                                "stability_score": None, "rle": masks_to_rle(mask[None])[0], "prompt": prompt})
+            name = Path(source.stem) / f"{frame_idx:05d}.png"
+            summary = write_outputs(out, name, frames[frame_idx], records, model_name, alpha, individual=False)
+            summaries.append({**summary, "frame": frame_idx})
+            bar.advance(1)
+    summaries.sort(key=lambda s: s["frame"])
     write_atomic(out / "masks.jsonl", "".join(json.dumps(s) + "\n" for s in summaries).encode())
     return summaries
 

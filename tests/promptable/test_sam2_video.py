@@ -125,3 +125,51 @@ def test_bad_use_is_refused(model):
         predictor.add_new_points_or_box(state, 0, obj_id=1, points=[[1, 1]])
     with pytest.raises(TypeError, match="SAM 2"):
         Sam2VideoPredictor(build_promptable("mobile_sam", image_size=64))
+
+
+def run_cli(argv: list[str]) -> int:
+    from segkit import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    return info.value.code
+
+
+def test_segkit_infer_video_writes_every_frame(model, tmp_path, monkeypatch, capsys):
+    import json
+
+    import cv2
+
+    monkeypatch.setattr("segkit.promptable.checkpoint.load_promptable", lambda name, **kwargs: model)
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5, (56, 40))
+    for frame in frames(4):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    out = tmp_path / "out"
+    code = run_cli(["infer", str(clip), "--model", "sam2.1_hiera_tiny", "--video", "--box", "8,6,32,26",
+                    "--box", "30,2,55,20", "--out", str(out)])
+    assert code in (0, None), capsys.readouterr().err
+    lines = [json.loads(line) for line in (out / "masks.jsonl").read_text().splitlines()]
+    assert [line["frame"] for line in lines] == [0, 1, 2, 3]
+    for index in range(4):
+        ids = cv2.imread(str(out / "clip" / f"{index:05d}_masks.png"), cv2.IMREAD_UNCHANGED)
+        assert ids.shape == (40, 56) and set(np.unique(ids)) <= {0, 1, 2}
+        overlay = cv2.imread(str(out / "clip" / f"{index:05d}_overlay.png"))
+        assert overlay.shape == (40, 56, 3)
+        record = json.loads((out / "clip" / f"{index:05d}.json").read_text())
+        assert len(record["masks"]) == 2
+    first = json.loads((out / "clip" / "00000.json").read_text())
+    assert first["masks"][0]["prompt"] == {"box": [8.0, 6.0, 32.0, 26.0]}  # prompts drawn on the prompted frame
+
+
+def test_segkit_infer_video_refuses_bad_input(tmp_path, capsys):
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(b"")
+    assert run_cli(["infer", str(clip), "--model", "mobile_sam", "--video", "--point", "1,1"]) == 2
+    assert "SAM 2" in capsys.readouterr().err
+    assert run_cli(["infer", str(clip), "--model", "sam2.1_hiera_tiny", "--video"]) == 2
+    assert "--point" in capsys.readouterr().err
+    assert run_cli(["infer", str(tmp_path / "a.png"), "--model", "sam2.1_hiera_tiny", "--video", "--point",
+                    "1,1"]) == 2
+    assert "one video file" in capsys.readouterr().err
