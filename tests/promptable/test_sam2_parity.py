@@ -182,5 +182,18 @@ def test_sam2_tiny_video_matches_the_official_video_predictor(version, tmp_path)
         assert (a > 0).any() and (a < 0).any()
         worst = max(worst, relative(a, b))
         assert int(((a > 0) != (b > 0)).sum()) <= 2
+    # a correction (a background click on a tracked frame), then propagation again from that frame
+    correction = dict(frame_idx=3, obj_id=1, points=np.array([[95.0, 70.0]]), labels=np.array([0]),
+                      clear_old_points=False)
+    with torch.inference_mode():
+        _, _, masks_a = official.add_new_points_or_box(state_a, **correction)
+    _, _, masks_b = ours.add_new_points_or_box(state_b, **correction)
+    worst = max(worst, relative(masks_a.numpy(), masks_b.numpy()))
+    with torch.inference_mode():
+        expected = {t: m.clone() for t, _, m in official.propagate_in_video(state_a, start_frame_idx=3)}
+    got = {t: m for t, _, m in ours.propagate_in_video(state_b, start_frame_idx=3)}
+    assert sorted(expected) == sorted(got) == [3, 4]
+    for t in expected:
+        worst = max(worst, relative(expected[t].numpy(), got[t].numpy()))
     print(f"{version} tiny video parity: max relative difference {worst:.2e}")
     assert worst < RTOL
