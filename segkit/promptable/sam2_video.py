@@ -188,6 +188,40 @@ class Sam2VideoPredictor:
             track.non_cond[frame_idx] = out
         return frame_idx, state.obj_ids, self._video_masks(state, frame_idx)
 
+    @torch.no_grad()
+    def add_new_mask(self, state: VideoState, frame_idx: int, obj_id: int, mask):
+        """Give one object's mask (``[H, W]`` bool at the video's size) on one frame. The mask itself is the
+        frame's output (as logits +-10); its object pointer comes from the decoder prompted by the mask."""
+        if not 0 <= frame_idx < state.num_frames:
+            raise ValueError(f"frame_idx {frame_idx} is outside the video (0..{state.num_frames - 1})")
+        mask = torch.as_tensor(np.asarray(mask)).float()
+        if mask.shape != (state.video_height, state.video_width):
+            raise ValueError(f"the mask must be {state.video_height}x{state.video_width}, got {tuple(mask.shape)}")
+        size = self.model.image_size
+        mask = F.interpolate(mask[None, None], (size, size), mode="bilinear", align_corners=False, antialias=True)
+        mask = (mask >= 0.5).float().to(self.device)
+        track = state.objects.setdefault(obj_id, ObjectTrack())
+        track.points.pop(frame_idx, None)
+        model = self.model
+        features = self._features(state, frame_idx)
+        high_res = mask * SIGMOID_SCALE_FOR_MEMORY + SIGMOID_BIAS_FOR_MEMORY
+        low_res = F.interpolate(high_res, (size // 4, size // 4), mode="bilinear", align_corners=False,
+                                antialias=True)
+        _, decoded_scores, token = self._decode(features["embedding"], features["high_res"], None,
+                                                model.mask_downsample(mask), multimask=False)
+        decoded = (decoded_scores > 0).float()  # the decoder's own object score gates the pointer first
+        obj_ptr = decoded * model.obj_ptr_proj(token) + (1 - decoded) * model.no_obj_ptr
+        present = mask.flatten(1).gt(0).any(dim=1, keepdim=True).float()  # then whether the mask is empty
+        object_scores = SIGMOID_SCALE_FOR_MEMORY * present + SIGMOID_BIAS_FOR_MEMORY
+        obj_ptr = present * obj_ptr + (1 - present) * model.no_obj_ptr
+        out = FrameOutput(low_res, obj_ptr, object_scores)
+        if frame_idx not in track.tracked or frame_idx in track.cond:
+            track.non_cond.pop(frame_idx, None)
+            track.cond[frame_idx] = out
+        else:
+            track.non_cond[frame_idx] = out
+        return frame_idx, state.obj_ids, self._video_masks(state, frame_idx)
+
     # ---------------------------------------------------------------------------------------------- tracking
     @torch.no_grad()
     def propagate_in_video(self, state: VideoState, start_frame_idx: int | None = None,

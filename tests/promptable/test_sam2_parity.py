@@ -133,8 +133,8 @@ def moving_square_frames(count: int = 5) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("version", ["sam2.1", "sam2"])
 def test_sam2_tiny_video_matches_the_official_video_predictor(version, tmp_path):
-    """Two objects (a click, a box) on frame 0 of a 5-frame video, propagated: every frame's masks of both
-    objects as the official SAM2VideoPredictor's, with the same random weights."""
+    """Three objects (a click, a box, a mask) on frame 0 of a 5-frame video, propagated, then corrected: every
+    frame's masks of every object as the official SAM2VideoPredictor's, with the same random weights."""
     from PIL import Image
     from sam2.build_sam import build_sam2_video_predictor
 
@@ -173,6 +173,12 @@ def test_sam2_tiny_video_matches_the_official_video_predictor(version, tmp_path)
         _, ids_b, masks_b = ours.add_new_points_or_box(state_b, **prompt)
         assert list(ids_a) == ids_b
         worst = max(worst, relative(masks_a.numpy(), masks_b.numpy()))
+    given = np.zeros((120, 160), bool)  # a third object given as a mask
+    given[10:40, 110:150] = True
+    with torch.inference_mode():
+        _, _, masks_a = official.add_new_mask(state_a, frame_idx=0, obj_id=3, mask=given)
+    _, _, masks_b = ours.add_new_mask(state_b, frame_idx=0, obj_id=3, mask=given)
+    worst = max(worst, relative(masks_a.numpy(), masks_b.numpy()))
     with torch.inference_mode():
         expected = {t: m.clone() for t, _, m in official.propagate_in_video(state_a)}
     got = {t: m for t, _, m in ours.propagate_in_video(state_b)}

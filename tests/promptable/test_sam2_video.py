@@ -173,3 +173,20 @@ def test_segkit_infer_video_refuses_bad_input(tmp_path, capsys):
     assert run_cli(["infer", str(tmp_path / "a.png"), "--model", "sam2.1_hiera_tiny", "--video", "--point",
                     "1,1"]) == 2
     assert "one video file" in capsys.readouterr().err
+
+
+def test_a_mask_prompt_is_the_frame_output_and_is_tracked(model):
+    predictor = Sam2VideoPredictor(model)
+    state = predictor.init_state(frames(3))
+    given = np.zeros((40, 56), bool)
+    given[8:24, 10:30] = True
+    _, _, masks = predictor.add_new_mask(state, 0, obj_id=1, mask=given)
+    got = masks[0, 0].numpy() > 0
+    assert (got & given).sum() / (got | given).sum() > 0.9  # the given mask comes back (through 1/4 resolution)
+    _, _, masks = predictor.add_new_mask(state, 0, obj_id=2, mask=np.zeros((40, 56), bool))
+    assert (masks[1] <= 0).all()  # an empty mask: the object is absent
+    assert state.objects[2].cond[0].object_score_logits.item() < 0
+    tracked = list(predictor.propagate_in_video(state))
+    assert [t for t, _, _ in tracked] == [0, 1, 2]
+    with pytest.raises(ValueError, match="40x56"):
+        predictor.add_new_mask(state, 1, obj_id=1, mask=np.zeros((10, 10), bool))
