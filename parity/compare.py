@@ -15,10 +15,12 @@ TOLERANCE = 1e-5
 """Largest accepted relative difference max|a - b| / max|a| (float64)."""
 
 
-STD_ENTRIES: dict[str, Any] = {"memory_module.memory": (slice(None), 1)}
-"""Parameter name suffix -> the entries of it that SSSeg's model uses as a standard deviation (and which must
-therefore stay positive): MCIBI++'s ``FeaturesMemoryV2.memory`` is ``[num_classes, 2]``, each class's mean and
-std, from which its forward draws ``torch.normal(mean, std)`` (a negative std is an error)."""
+STD_ENTRIES: dict[str, tuple[tuple[int | None, ...], Any]] = {"memory_module.memory": ((None, 2), (slice(None), 1))}
+"""Parameter name suffix -> (its shape, ``None`` for any size; the entries of it that SSSeg's model uses as a
+standard deviation, which must therefore stay positive): MCIBI++'s ``FeaturesMemoryV2.memory`` is ``[num_classes,
+2]``, each class's mean and std, from which its forward draws ``torch.normal(mean, std)`` (a negative std is an
+error). MCIBI's ``FeaturesMemory.memory`` (``[num_classes, 1, channels]``, same name) holds features and is left
+as it is."""
 
 
 def count_params(model: nn.Module) -> int:
@@ -52,8 +54,9 @@ def randomise(model: nn.Module, seed: int = 0) -> None:
             data.add_(0.1 * noise)
         else:
             data.copy_(noise * float(data.std()))
-        for suffix, index in STD_ENTRIES.items():
-            if name.endswith(suffix):
+        for suffix, (shape, index) in STD_ENTRIES.items():
+            if name.endswith(suffix) and data.dim() == len(shape) and all(
+                    want in (None, have) for want, have in zip(shape, data.shape, strict=True)):
                 data[index] = 0.5 + torch.rand(data[index].shape, generator=generator,
                                                dtype=torch.float64).to(data.dtype)
 

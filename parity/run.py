@@ -304,6 +304,10 @@ def _worker(job: dict, args: argparse.Namespace) -> dict:
         row["note"] = ssseg_side.BUILD_PATCHES[backbone_type] + (f". {_sentence(row['note'])}" if row.get("note")
                                                                   else "")
     segmentor = ssseg_side.load_config(job["config"])["type"] if job["kind"] == "recipe" else None
+    if segmentor in ssseg_side.FLOAT64_PATCHES:
+        row["status"] = f"{row['status']} (SSSeg 1.7.0 float64 cast patched, see note)"
+        row["note"] = ssseg_side.FLOAT64_PATCHES[segmentor] + (f". {_sentence(row['note'])}" if row.get("note")
+                                                                else "")
     if segmentor in ssseg_side.SHIMMED:
         row["status"] = f"{row['status']} (segkit's op on SSSeg's side, see note)"
         shim = ssseg_side.SHIMMED[segmentor]

@@ -87,6 +87,7 @@ def import_ssseg(src: Path) -> Any:
     if extra not in ssseg.__path__:
         ssseg.__path__.append(extra)
     patch_build_bugs()
+    patch_float64()
     SHIMMED.update(install_op_shims())
     return ssseg
 
@@ -115,6 +116,39 @@ BUILD_PATCHES = {
 }
 """Backbone types SSSeg 1.7.0 cannot build as shipped, and what :func:`patch_build_bugs` does about it (nothing
 that changes what a model computes)."""
+
+
+FLOAT64_PATCHES = {
+    "Mask2Former": "SSSeg 1.7.0's Mask2Former pixel decoder casts its inputs with `.float()` (against half precision: "
+                   "'deformable detr does not support half precision'), so the model cannot run in float64 (a float32 "
+                   "input meets float64 weights); parity makes that cast 'at least float32' "
+                   "(`x.to(torch.promote_types(x.dtype, torch.float32))`), the same in float32 and half precision, "
+                   "as segkit does",
+}
+"""Segmentor types whose SSSeg 1.7.0 code cannot run in float64 as shipped, and what :func:`patch_float64` does about
+it (nothing that changes what the model computes in float32 or half precision)."""
+
+
+def patch_float64() -> None:
+    """Rewrite ``.float()`` in SSSeg's ``MSDeformAttnPixelDecoder.forwardfeatures`` (see :data:`FLOAT64_PATCHES`)."""
+    import inspect
+    import textwrap
+
+    from ssseg.modules.models.segmentors.mask2former.transformers import pixeldecoder
+
+    decoder = pixeldecoder.MSDeformAttnPixelDecoder
+    if getattr(decoder.forwardfeatures, "parity_patched", False):
+        return
+    source = textwrap.dedent(inspect.getsource(decoder.forwardfeatures))
+    if source.count("features[f].float()") != 2:
+        raise SSSegUnavailable("SSSeg's MSDeformAttnPixelDecoder.forwardfeatures is not 1.7.0's (two "
+                               "`features[f].float()` expected)")
+    source = source.replace("features[f].float()",
+                            "features[f].to(torch.promote_types(features[f].dtype, torch.float32))")
+    namespace: dict[str, Any] = {}
+    exec(compile(source, inspect.getsourcefile(decoder) or "<pixeldecoder>", "exec"), vars(pixeldecoder), namespace)
+    namespace["forwardfeatures"].parity_patched = True
+    decoder.forwardfeatures = namespace["forwardfeatures"]
 
 
 def patch_build_bugs() -> None:

@@ -35,6 +35,16 @@ def test_randomise_keeps_the_memory_stds_positive():
     assert (other[:, 1] < 0).any()
 
 
+def test_randomise_leaves_a_features_memory_of_the_same_name_alone():
+    # MCIBI's FeaturesMemory.memory is [num_classes, 1, channels] of features: randomised like any parameter
+    model = nn.Module()
+    model.memory_module = nn.Module()
+    model.memory_module.memory = nn.Parameter(torch.zeros(5, 1, 16), requires_grad=False)
+    compare.randomise(model, seed=0)
+    memory = model.memory_module.memory.data
+    assert (memory < 0).any() and (memory > 0).any() and memory.abs().max() < 1
+
+
 def test_summary_counts_ok_rows_per_segmentor():
     recipes = {
         "recipes/a/x.toml": {"segmentor": "CCNet", "status": "ok (segkit's op on SSSeg's side, see note)"},

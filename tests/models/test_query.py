@@ -446,6 +446,13 @@ def test_mask2former_pixel_decoder_runs_in_float32_under_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         terms = criterion(outputs, torch.randint(0, 4, (2, size, size)))
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in terms.values())
+    # a float64 model stays in float64 (the cast is to at least float32) and computes what float32 does
+    segmentor.eval()
+    with torch.no_grad():
+        out32 = segmentor(images)["out"]
+        out64 = segmentor.double()(images.double())["out"]
+    assert seen == {"inputs": torch.float64, "mask_features": torch.float64, "attn": torch.float64}
+    assert out64.dtype == torch.float64 and torch.allclose(out64.float(), out32, rtol=1e-4, atol=1e-5)
 
 
 def _small_recipe(name: str):

@@ -13,7 +13,7 @@ layer) gives class logits and mask logits, which deep supervision trains.
 Module names are SSSegmentation's (``pixel_decoder``, ``predictor`` with ``transformer_self_attention_layers``,
 ``transformer_cross_attention_layers``, ``transformer_ffn_layers``, ``decoder_norm``, ``query_feat``,
 ``query_embed``, ``level_embed``, ``input_proj``, ``class_embed``, ``mask_embed``): its ``params_rules`` key on them.
-The pixel decoder runs in float32 with autocast off; the decoder under the caller's autocast.
+The pixel decoder runs in float32 (float64 stays float64) with autocast off; the decoder under the caller's autocast.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ..layers import ArgumentError
 from ..layers.position_embedding import PositionEmbeddingSine
 from ..layers.transformer import MLP, with_pos
 from .base import Head
-from .mask2former_pixel_decoder import MSDeformAttnPixelDecoder
+from .mask2former_pixel_decoder import MSDeformAttnPixelDecoder, at_least_float32
 from .maskformer import c2_xavier_fill, nested_table, pack_predictions, query_output_names
 
 
@@ -256,7 +256,7 @@ class Mask2FormerHead(Head):
     def forward(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         inputs = self.select(features)
         with _autocast_off(inputs[0].device.type):
-            mask_features, _, multi_scale = self.pixel_decoder([x.float() for x in inputs])
+            mask_features, _, multi_scale = self.pixel_decoder([at_least_float32(x) for x in inputs])
         logits, masks = self.predictor(multi_scale, mask_features)
         return pack_predictions(logits, masks, self.training and self.deep_supervision)
 

@@ -208,7 +208,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         by_name = {f"res{index + 2}": feature for index, feature in enumerate(features)}
         srcs, pos = [], []
         for projection, name in zip(self.input_proj, reversed(self.transformer_in_features), strict=True):
-            x = by_name[name].float()
+            x = at_least_float32(by_name[name])
             srcs.append(projection(x))
             pos.append(self.pe_layer(x))
         memory, spatial_shapes = self.transformer(srcs, pos)
@@ -217,7 +217,13 @@ class MSDeformAttnPixelDecoder(nn.Module):
         out = [level.transpose(1, 2).reshape(batch, -1, height, width)
                for level, (height, width) in zip(memory.split(sizes, dim=1), spatial_shapes, strict=True)]
         for index, name in enumerate(reversed(self.in_features[:self.num_fpn_levels])):
-            lateral = self.lateral_convs[index](by_name[name].float())
+            lateral = self.lateral_convs[index](at_least_float32(by_name[name]))
             top_down = F.interpolate(out[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False)
             out.append(self.output_convs[index](lateral + top_down))
         return self.mask_features(out[-1]), out[0], out[:self.maskformer_num_feature_levels]
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is in a lower precision (deformable attention does not run in half precision, the
+    reason SSSeg casts with ``.float()``), else as it is: a float64 model stays in float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
