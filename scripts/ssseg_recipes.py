@@ -40,6 +40,8 @@ Where segkit differs from SSSegmentation (the converter applies these; each chan
 11. ``backbone.pretrained_model_path`` naming a file in SSSeg's cwd that is the backbone's published weights for its
     ``structure_type`` (Segformer's ``'mit_b0.pth'``, the file of ``DEFAULT_MODEL_URLS['mit-b0']``) is dropped: segkit
     downloads (and caches) the same file itself. Any other path is kept.
+12. ``save_interval_epochs = 1`` (SSSeg writes a checkpoint every epoch: ~20 GB for a VOC run) is dropped: segkit keeps
+    ``last.pt`` and ``best.pt`` unless a recipe sets ``save_interval_epochs`` (pruned by ``max_keep_ckpts``).
 
 Keys that segkit's registered components do not take are kept (not silently dropped) and listed by ``--report``.
 """
@@ -385,6 +387,11 @@ def convert(raw: dict, name: str, *, is_base: bool = False) -> Converted:
     logger = raw.get("logger_handle_cfg")
     if isinstance(logger, dict):
         logger.pop("logfilepath", None)
+    if raw.get("save_interval_epochs") == 1:
+        raw.pop("save_interval_epochs")
+    if is_base and "save_interval_epochs" not in raw:  # said once, in the segmentor bases' headers
+        conv.notes.append("save_interval_epochs = 1 dropped: segkit keeps last.pt (full state) and best.pt; set "
+                          "save_interval_epochs (and max_keep_ckpts) to keep epoch_N.pt as well")
     if is_base:
         for key in ("num_classes", "work_dir"):
             raw.pop(key, None)
