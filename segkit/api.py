@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import torch
 from rich.console import Console
 
 from .errors import SegkitError
+from .plugins import load_plugins  # noqa: F401  (part of the API; defined in a light module for the CLI)
 from .recipe import Recipe, load_recipe, recipe_to_toml
 from .registry import REGISTRIES
 
@@ -23,22 +23,6 @@ __all__ = [
 ]
 """The public functions: each command's (train, evaluate, infer, export, prepare_data, check_data, plot,
 list_registry, model_info) and the pieces for scripts (load, build_model, load_model, resolve_run ...)."""
-
-
-# ---------------------------------------------------------------------- plugins
-def load_plugins(modules: list[str] = ()) -> list[str]:
-    """Import ``--plugin`` modules and every ``segkit.plugins`` entry point (they register components)."""
-    loaded = []
-    for ep in entry_points(group="segkit.plugins"):
-        ep.load()
-        loaded.append(ep.value)
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise SegkitError(f"--plugin {name}: cannot import it ({exc})") from None
-        loaded.append(name)
-    return loaded
 
 
 # ---------------------------------------------------------------------- train
