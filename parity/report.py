@@ -38,6 +38,20 @@ def summary(recipes: dict) -> list[str]:
     return lines
 
 
+def _inputs(recipes: dict, size: tuple[int, int]) -> list[str]:
+    """A bullet naming the rows that ran on another input than ``size`` (``SIZE_OVERRIDES`` in parity/run.py)."""
+    other: dict[str, list[str]] = {}
+    for path, row in recipes.items():
+        shape = row.get("input")
+        if shape and list(shape[2:]) != list(size):
+            other.setdefault(f"{shape[2]}x{shape[3]}", []).append(f"`{path}`")
+    if not other:
+        return []
+    return ["* **Other inputs** (BEiT and MAE have relative position tables for exactly their `img_size`; LR-ASPP "
+            "pools with a fixed 49x49 window): " + "; ".join(f"{shape}: {', '.join(paths)}"
+                                                             for shape, paths in other.items()) + "."]
+
+
 def markdown(results: dict, size: tuple[int, int]) -> str:
     recipes = {k: v for k, v in results.items() if k != "backbones"}
     backbones = results.get("backbones", {})
@@ -66,7 +80,13 @@ def markdown(results: dict, size: tuple[int, int]) -> str:
         "* **SSSeg bugs.** A row marked `SSSeg 1.7.0 bug` is compared as SSSeg builds it and once more with the fix "
         "named in the status (`KNOWN_DIFFERENCES` in `parity/run.py`); `SSSeg 1.7.0 build bug patched` means "
         "SSSeg cannot build the model as shipped and the note says what the run patches (nothing that changes what "
-        "the model computes).",
+        "the model computes); `SSSeg 1.7.0 float64 cast patched` means SSSeg's code casts to float32 where a "
+        "float64 model then fails, and the run makes that cast 'at least float32' (Mask2Former's pixel decoder; "
+        "the same computation in float32 and half precision).",
+        *_inputs(recipes, size),
+        "* **Large models.** From 150M parameters on, segkit's model takes SSSeg's float64 tensors themselves "
+        "(`load_state_dict(assign=True)`, after SSSeg's forward) instead of a copy, to halve the memory "
+        "(`shared_weights` in docs/parity.json).",
         "",
         "## Summary",
         "",

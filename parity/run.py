@@ -22,6 +22,7 @@ from a checkout given by ``--ssseg-src`` or ``$SSSEG_SRC``.
     nox -s parity -- --ssseg-src ~/sssegmentation --segmentor FCN --no-backbones     # FCN-family recipes
     nox -s parity -- --ssseg-src ~/sssegmentation --only 'recipes/fcn/*' --no-backbones
     python parity/run.py --only 'ERFNet*' --no-recipes                  # inside the parity environment
+    python parity/run.py --ssseg-src ~/sssegmentation --skip-ok         # finish an interrupted run
 """
 
 from __future__ import annotations
