@@ -153,7 +153,9 @@ def test_shell_completion_offers_kinds_names_and_choices():
     assert offered("segkit eval run --tta ms") == ["ms", "ms+flip"]
     assert offered("segkit export run --format o") == ["onnx"]
     assert "list-registry" in offered("segkit li")
-    proc = run_segkit("--show-completion", "bash")  # Typer's completion is on (--install-completion too)
+    # Typer's completion is on (--install-completion too); the shell is named, not detected from the process tree
+    # (shellingham finds no shell above a pytest-xdist worker started from a daemon)
+    proc = run_segkit("--show-completion", "bash", env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert proc.returncode == 0 and "_SEGKIT_COMPLETE" in proc.stdout
 
 
