@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,29 @@ def tiny_recipe(tmp_path, synthetic_root) -> Path:
     path = tmp_path / "tiny.toml"
     path.write_text(TINY_RECIPE.format(repo=REPO, work_dir=tmp_path / "run", data=synthetic_root))
     return path
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every DNS lookup and TCP connect fails at once, as on an offline machine."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture
+def hub_dir(tmp_path):
+    """A private, empty torch.hub directory (restored afterwards)."""
+    import torch
+
+    previous = torch.hub.get_dir()
+    directory = tmp_path / "hub"
+    torch.hub.set_dir(str(directory))
+    try:
+        yield directory
+    finally:
+        torch.hub.set_dir(previous)

@@ -36,15 +36,18 @@ class SamPredictor:
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
 
-    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-        """Encode ``image`` (HWC uint8, RGB or BGR): resized to a long side of ``model.image_size``."""
+    def _checked_image(self, image: np.ndarray, image_format: str) -> np.ndarray:
+        """``image`` as an HxWx3 array in the model's channel order (RGB or BGR given by ``image_format``)."""
         if image_format not in ("RGB", "BGR"):
             raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
-        if image_format != self.model.image_format:
-            image = image[..., ::-1]
+        return image[..., ::-1] if image_format != self.model.image_format else image
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Encode ``image`` (HWC uint8, RGB or BGR): resized to a long side of ``model.image_size``."""
+        image = self._checked_image(image, image_format)
         resized = torch.as_tensor(self.transform.apply_image(image), device=self.device)
         self.set_torch_image(resized.permute(2, 0, 1)[None], image.shape[:2])
 

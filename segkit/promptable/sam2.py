@@ -260,13 +260,7 @@ class Sam2Predictor(SamPredictor):
 
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
         """Encode ``image`` (HWC uint8, RGB or BGR)."""
-        if image_format not in ("RGB", "BGR"):
-            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
-        if image_format != self.model.image_format:
-            image = image[..., ::-1]
+        image = self._checked_image(image, image_format)
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(torch.float32).div(255)
         resized = self.transform.apply_image_torch(tensor[None].to(self.device))
         normalised = (resized - self.model.pixel_mean) / self.model.pixel_std

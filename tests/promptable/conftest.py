@@ -1,8 +1,6 @@
-"""Fixtures: a small SAM (a 2-block ViT at 64x64 with the real prompt encoder and mask decoder), no network."""
+"""Fixtures: a small SAM (a 2-block ViT at 64x64 with the real prompt encoder and mask decoder), no network (tests/conftest.py)."""
 
 from __future__ import annotations
-
-import socket
 
 import pytest
 import torch
@@ -30,26 +28,3 @@ def tiny_sam(seed: int = 0, image_size: int = TINY_SIZE) -> Sam:
 @pytest.fixture
 def small_sam() -> Sam:
     return tiny_sam()
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Every DNS lookup and TCP connect fails at once, as on an offline machine."""
-
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled by the test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-
-
-@pytest.fixture
-def hub_dir(tmp_path):
-    """A private, empty torch.hub directory (restored afterwards)."""
-    previous = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    try:
-        yield tmp_path / "hub"
-    finally:
-        torch.hub.set_dir(previous)

@@ -49,7 +49,9 @@ def test_ctrl_c_says_how_to_continue_and_that_command_works(tiny_recipe, tmp_pat
     work = tmp_path / "stopped"
     base = [sys.executable, "-m", "segkit", "train", str(tiny_recipe), "--work-dir", str(work),
             "--set", "scheduler.max_epochs=30", "--report-to", "none"]
-    proc = subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell's background job ignores SIGINT and children inherit that: undo it, as a terminal's Ctrl-C finds it
+    proc = subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not (work / "checkpoints" / "last.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
