@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -151,10 +151,15 @@ class EncoderDecoder(Segmentor):
     def from_recipe(cls, builder: ModelBuilder) -> EncoderDecoder:
         backbone, features = builder.backbone()
         neck, features = builder.neck(features)
-        head = builder.head(features, default_type=cls.head_type)
+        head = builder.head(features, default_type=cls.head_type, **cls.head_arguments(features))
         aux_heads = builder.aux_heads(features)
         return cls(backbone=backbone, neck=neck, head=head, aux_heads=aux_heads,
                    selected_indices=builder.selected_indices, align_corners=builder.align_corners)
+
+    @classmethod
+    def head_arguments(cls, features: FeatureInfo) -> dict[str, Any]:
+        """Arguments the head gets from the features besides the derived ``in_channels`` (default: none)."""
+        return {}
 
     # ----------------------------------------------------------------------------------------------- forward
     def extract_features(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -23,7 +23,7 @@ Outputs: ``out`` (stage 2, ``loss_cls_stage2``), ``stage1`` (``loss_cls_stage1``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,7 @@ from ..heads.idrnet_ops import class_feature_means, class_loss_statistics
 from .base import EncoderDecoder, Route
 
 if TYPE_CHECKING:
-    from ..build import ModelBuilder
+    from ..features import FeatureInfo
 
 
 def replay_rng(seed: int, device: torch.device, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -69,12 +69,8 @@ class IDRNet(EncoderDecoder):
     }
 
     @classmethod
-    def from_recipe(cls, builder: ModelBuilder) -> IDRNet:
-        backbone, features = builder.backbone()
-        head = builder.head(features, default_type=cls.head_type, feature_channels=features.channels)
-        aux_heads = builder.aux_heads(features)
-        return cls(backbone=backbone, head=head, aux_heads=aux_heads, selected_indices=builder.selected_indices,
-                   align_corners=builder.align_corners)
+    def head_arguments(cls, features: FeatureInfo) -> dict[str, Any]:
+        return {"feature_channels": features.channels}  # the head's FPN reads every selected level
 
     def forward(self, images: torch.Tensor, targets: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         features = self.extract_features(images)

@@ -11,7 +11,7 @@ SSSeg's test-time "cascade" keyword (``memory_gather_logits``, used by no config
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ from ..layers.memory import momentum_at
 from .base import EncoderDecoder
 
 if TYPE_CHECKING:
-    from ..build import ModelBuilder
+    from ..features import FeatureInfo
 
 
 def one_hot_logits(seg: torch.Tensor, size: tuple[int, int], num_classes: int, like: torch.Tensor) -> torch.Tensor:
@@ -53,12 +53,8 @@ class MCIBIPlusPlus(EncoderDecoder):
         self.lr: float | None = None
 
     @classmethod
-    def from_recipe(cls, builder: ModelBuilder) -> MCIBIPlusPlus:
-        backbone, features = builder.backbone()
-        head = builder.head(features, default_type=cls.head_type, feature_channels=features.channels)
-        aux_heads = builder.aux_heads(features)
-        return cls(backbone=backbone, head=head, aux_heads=aux_heads, selected_indices=builder.selected_indices,
-                   align_corners=builder.align_corners)
+    def head_arguments(cls, features: FeatureInfo) -> dict[str, Any]:
+        return {"feature_channels": features.channels}  # the head's FPN reads every selected level
 
     def set_progress(self, *, epoch: int, iteration: int, lr: float, max_epochs: int, max_iters: int) -> None:
         self.epoch, self.lr = epoch, lr
