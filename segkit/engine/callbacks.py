@@ -16,7 +16,13 @@ from rich.console import Console, Group
 from rich.progress import Progress
 from rich.text import Text
 
-from .checkpoint import atomic_write_bytes, check_finite_losses, save_epoch_checkpoints
+from .checkpoint import (
+    atomic_write_bytes,
+    check_finite_losses,
+    describe_checkpoint,
+    save_epoch_checkpoints,
+    save_iteration_checkpoint,
+)
 from .report.display import (  # noqa: F401  (ImageProgress, RateColumn: part of this module's API)
     ImageProgress,
     PlainProgress,
@@ -83,16 +89,13 @@ def resume_command(trainer: Trainer) -> str:
 
 def stop_message(trainer: Trainer) -> str:
     """Where an interrupted run stopped and how to continue it."""
-    import torch
-
     where = (f"interrupted in epoch {trainer.epoch}/{trainer.max_epochs} at iteration "
              f"{trainer.iteration}/{trainer.max_iters}")
     last = trainer.work_dir / "checkpoints" / "last.pt"
-    try:  # memory-mapped: only the small 'epoch' entry is read
-        done = int(torch.load(last, map_location="cpu", weights_only=True, mmap=True)["epoch"])
-    except Exception:  # noqa: BLE001  (no checkpoint yet, or a foreign file)
-        return f"{where}; no epoch finished, so there is no checkpoint yet: start the same command again"
-    return f"{where}; {last} holds epoch {done}; continue with: {resume_command(trainer)}"
+    held = describe_checkpoint(last)  # memory-mapped: only the small entries are read
+    if held is None:
+        return f"{where}; no checkpoint was written yet: start the same command again"
+    return f"{where}; {last} holds {held}; continue with: {resume_command(trainer)}"
 
 
 class RunLog(Callback):
@@ -233,15 +236,19 @@ class ProgressDisplay(Callback):
 
 
 class Checkpointer(Callback):
-    """``last.pt`` (full state) each epoch, ``best.pt`` (weights and EMA) when the mIoU improves, ``epoch_N.pt``
-    every ``save_interval_epochs`` when that is set (the newest ``max_keep_ckpts`` kept); a non-finite loss stops
-    training, keeping the last good checkpoint. See :mod:`segkit.engine.checkpoint`."""
+    """``last.pt`` (full state) each epoch, and every ``save_interval_iters`` iterations inside an epoch when that is
+    set; ``best.pt`` (weights and EMA) when the mIoU improves, ``epoch_N.pt`` every ``save_interval_epochs`` when
+    that is set (the newest ``max_keep_ckpts`` kept); a non-finite loss stops training, keeping the last good
+    checkpoint. See :mod:`segkit.engine.checkpoint`."""
 
     def __init__(self, ckpt_dir: Path, save_interval: int | None = None) -> None:
         self.dir, self.save_interval = ckpt_dir, save_interval
 
     def on_step_end(self, trainer: Trainer, logs: dict) -> None:
         check_finite_losses(trainer, logs, self.dir)
+        every = getattr(trainer.recipe, "save_interval_iters", None)
+        if every and trainer.iteration % every == 0:
+            save_iteration_checkpoint(trainer, self.dir)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
         save_epoch_checkpoints(trainer, epoch, self.dir, self.save_interval,

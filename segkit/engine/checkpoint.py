@@ -3,7 +3,10 @@
 A run dir's ``checkpoints/`` holds ``last.pt`` (the full state: model, optimizer, scaler, EMA, RNG, epoch, iteration,
 rewritten every epoch) and ``best.pt`` (weights and EMA only, when the mIoU improves). ``epoch_N.pt`` (full state)
 is kept only when ``save_interval_epochs`` is set, the newest ``max_keep_ckpts`` of them when that is set too
-(MMSegmentation's names). ``--resume`` continues from the newest of these that loads, saying which it skipped.
+(MMSegmentation's names). With ``save_interval_iters`` (segkit's addition) ``last.pt`` is also rewritten every N
+iterations inside an epoch: its ``epoch`` is then the last finished epoch and ``epoch_iter`` the iterations done in
+the next one, which a resumed run skips (without loading their images) before it continues. ``--resume`` continues
+from the newest of these that loads, saying which it skipped.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = ["atomic_write_bytes", "find_resume_checkpoint", "load_checkpoint", "load_model_weights",
-           "save_checkpoint", "save_epoch_checkpoints"]
+           "remaining_batches", "save_checkpoint", "save_epoch_checkpoints", "save_iteration_checkpoint"]
 
 EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
 WEIGHT_KEYS = ("model", "ema", "epoch", "iteration", "best_miou", "recipe")
@@ -96,6 +99,32 @@ def save_epoch_checkpoints(trainer, epoch: int, ckpt_dir: Path, save_interval: i
             old.unlink(missing_ok=True)
 
 
+def save_iteration_checkpoint(trainer, ckpt_dir: Path) -> bool:
+    """Inside an epoch: rewrite ``last.pt`` with the full state after the current iteration, ``epoch`` being the
+    last finished epoch and ``epoch_iter`` the iterations done in this one. Nothing is written after the epoch's
+    last iteration (the end of the epoch writes ``last.pt`` once its evaluation is done). Returns whether it wrote."""
+    done = trainer.iteration - (trainer.epoch - 1) * len(trainer.train_loader)
+    if not 0 < done < len(trainer.train_loader):
+        return False
+    state = trainer.state_dict()
+    state["epoch"], state["epoch_iter"] = trainer.epoch - 1, done
+    save_checkpoint(state, ckpt_dir / "last.pt")
+    return True
+
+
+def describe_checkpoint(path: Path, end_of: bool = False) -> str | None:
+    """What ``path`` holds (read memory-mapped): ``"epoch 3"`` (``"end of epoch 3"`` with ``end_of``), or
+    ``"epoch 3 and 40 iterations of epoch 4"``; None when there is no loadable checkpoint."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        done, part = int(state["epoch"]), int(state.get("epoch_iter", 0))
+    except Exception:  # noqa: BLE001  (no checkpoint yet, or a foreign file)
+        return None
+    if part:
+        return f"epoch {done} and {part} iterations of epoch {done + 1}"
+    return f"{'end of ' if end_of else ''}epoch {done}"
+
+
 def check_finite_losses(trainer, logs: dict, ckpt_dir: Path) -> None:
     """Stop training on a NaN or infinite loss, naming the iteration and every loss term, and the checkpoint that
     is kept (nothing is written after a bad step)."""
@@ -104,8 +133,8 @@ def check_finite_losses(trainer, logs: dict, ckpt_dir: Path) -> None:
         return
     shown = ", ".join(f"{k}={v:.4g}" for k, v in terms.items())
     last = ckpt_dir / "last.pt"
-    kept = (f"the last good checkpoint {last} (end of epoch {logs['epoch'] - 1}) is kept" if last.is_file()
-            else "no checkpoint was written yet")
+    held = describe_checkpoint(last, end_of=True) if last.is_file() else None
+    kept = f"the last good checkpoint {last} ({held}) is kept" if held else "no checkpoint was written yet"
     raise TrainingStopped(
         f"non-finite loss at epoch {logs['epoch']}, iteration {logs['iter']}: {shown}; training stopped and "
         f"{kept}. Lower scheduler.optimizer.lr, add scheduler.clipgrad_cfg, or check the data; continue with "
@@ -154,6 +183,23 @@ def find_resume_checkpoint(ckpt_dir: Path, console: Console | None = None) -> Pa
         console.print(f"resume: {notes}; resuming from {chosen}, the newest checkpoint that loads",
                       highlight=False, markup=False)
     return chosen
+
+
+def remaining_batches(loader, skip: int):
+    """The batches of ``loader``'s current epoch after the first ``skip`` (call after ``set_epoch``): a loader of
+    the same kind and settings over the sampler's remaining indices, so the skipped images are never loaded. The
+    batches are the ones the full epoch would give (the sampler's order depends only on seed and epoch, each
+    sample's augmentation only on seed, epoch and index)."""
+    indices = list(loader.sampler)[skip * loader.batch_size:]
+    options = {"batch_size": loader.batch_size, "sampler": indices, "num_workers": loader.num_workers,
+               "collate_fn": loader.collate_fn, "pin_memory": loader.pin_memory, "drop_last": loader.drop_last,
+               "worker_init_fn": loader.worker_init_fn, "generator": loader.generator, "timeout": loader.timeout,
+               "multiprocessing_context": loader.multiprocessing_context}
+    if loader.num_workers:
+        options.update(prefetch_factor=loader.prefetch_factor, persistent_workers=loader.persistent_workers)
+    resumed = type(loader)(loader.dataset, **options)
+    resumed.segkit_seed = getattr(loader, "segkit_seed", 0)
+    return resumed
 
 
 def trim_run_log(work_dir: Path, iteration: int) -> None:

@@ -29,7 +29,7 @@ from .accel import (
 )
 from .amp import Amp
 from .callbacks import Callback, Checkpointer, ProgressDisplay, RunLog, write_json
-from .checkpoint import load_checkpoint, load_model_weights
+from .checkpoint import load_checkpoint, load_model_weights, remaining_batches
 from .determinism import DeterministicOps
 from .distributed import DistContext, all_reduce_mean, barrier, convert_sync_batchnorm, sync_batchnorm_plan
 from .ema import ModelEMA
@@ -91,6 +91,7 @@ class Trainer:
         self._build_data()
         self._build_model()
         self.epoch, self.iteration, self.best_miou = 1, 0, -1.0
+        self.resume_skip = 0  # iterations of the first epoch already done (a checkpoint from inside an epoch)
         self.metrics: dict = {}
         self.last_eval_epoch = 0
         self.max_epochs = recipe.scheduler.max_epochs
@@ -183,10 +184,12 @@ class Trainer:
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
         self.epoch, self.iteration = state["epoch"] + 1, state["iteration"]
+        self.resume_skip = int(state.get("epoch_iter", 0))  # save_interval_iters: inside epoch `self.epoch`
         self.best_miou = state.get("best_miou", -1.0)
         if "rng" in state:
             set_rng_state(state["rng"])
-        self.console.print(f"resumed from {path} at epoch {state['epoch']} (iteration {self.iteration})")
+        where = f" + {self.resume_skip} iterations of epoch {self.epoch}" if self.resume_skip else ""
+        self.console.print(f"resumed from {path} at epoch {state['epoch']}{where} (iteration {self.iteration})")
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:
@@ -213,7 +216,8 @@ class Trainer:
             set_epoch(self.train_loader, epoch)
             self.ddp.train()
             t_data = time.perf_counter()
-            for batch in self.train_loader:
+            skip, self.resume_skip = self.resume_skip, 0  # only the first epoch of a resumed run skips
+            for batch in remaining_batches(self.train_loader, skip) if skip else self.train_loader:
                 data_time = time.perf_counter() - t_data
                 losses = self.train_step(batch)
                 interval_imgs += batch["image"].shape[0] * self.ctx.world_size

@@ -170,6 +170,9 @@ class Recipe(Strict):
     """``checkpoints/epoch_N.pt`` every N epochs (and at the last); unset: only ``last.pt`` and ``best.pt``."""
     max_keep_ckpts: int | None = Field(None, ge=1)
     """Keep only the newest N ``epoch_N.pt`` (MMSegmentation's name); unset: keep them all."""
+    save_interval_iters: int | None = Field(None, ge=1)
+    """segkit addition: also rewrite ``last.pt`` (full state) every N iterations, so a long epoch can be resumed
+    from the middle; unset: ``last.pt`` only at the end of each epoch."""
     logger_handle_cfg: LoggerHandleCfg = Field(default_factory=LoggerHandleCfg)
     training_logging_manager_cfg: TrainingLoggingCfg = Field(default_factory=TrainingLoggingCfg)
     norm_cfg: dict[str, Any] | None = Field(default_factory=lambda: {"type": "SyncBatchNorm"})
