@@ -168,7 +168,10 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
     elif dry_run:
         _kv_table("dry run", result)
     else:
-        console.print(f"[bold green]done[/]: mIoU {_fmt(result.get('mIoU'))}; run dir {result['work_dir']}")
+        from .evaluation.metrics import metric_summary
+
+        shown = metric_summary({k: v for k, v in result.items() if k != "work_dir"})
+        console.print(f"[bold green]done[/]: {escape(shown)}; run dir {result['work_dir']}")
 
 
 @app.command("eval")
@@ -188,11 +191,17 @@ def eval_(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
     if as_json:
         print(json.dumps(metrics, indent=2))
         return
-    table = Table("class", "IoU", "Acc", "Dice", title=f"evaluation of {metrics['checkpoint']}")
-    for name, iou in metrics["IoU"].items():
-        table.add_row(escape(name), _fmt(iou), _fmt(metrics["Acc"][name]), _fmt(metrics["Dice"][name]))
-    console.print(table)
-    console.print("  ".join(f"{k} {_fmt(metrics[k])}" for k in ("mIoU", "mAcc", "aAcc", "mDice", "mFscore")))
+    from .evaluation.metrics import PER_CLASS_KEYS, result_keys
+
+    columns = [k for k in metrics if k in PER_CLASS_KEYS]  # inference.evaluate.metric_list's, in its order
+    if columns:
+        table = Table("class", *columns, title=f"evaluation of {metrics['checkpoint']}")
+        for name in metrics[columns[0]]:
+            table.add_row(escape(name), *(_fmt(metrics[k][name]) for k in columns))
+        console.print(table)
+    means = [k for k in metrics if k in result_keys() and k not in PER_CLASS_KEYS]
+    if means:
+        console.print("  ".join(f"{k} {_fmt(metrics[k])}" for k in means))
     console.print(f"wrote {metrics['result_file']} in {time.perf_counter() - started:.1f}s", highlight=False)
 
 

@@ -64,6 +64,23 @@ def format_logs(logs: dict) -> str:
     return text
 
 
+def reported_metrics(trainer: Trainer) -> dict:
+    """The last evaluation's metrics that ``inference.evaluate.metric_list`` selects (what is printed and written;
+    ``trainer.metrics`` keeps them all, for the best checkpoint, the trackers and the per-class tables)."""
+    from ..evaluation.metrics import report_metrics
+
+    return report_metrics(trainer.metrics, trainer.recipe.inference.evaluate.metric_list) if trainer.metrics else {}
+
+
+def shows_best_miou(trainer: Trainer) -> bool:
+    """Whether the best checkpoint's mIoU is printed: it is chosen by mIoU either way, but shown only when
+    ``metric_list`` selects it."""
+    from ..evaluation.metrics import SSSEG_METRIC_KEYS
+
+    names = trainer.recipe.inference.evaluate.metric_list
+    return trainer.best_miou >= 0 and "mIoU" in (SSSEG_METRIC_KEYS.get(n.lower(), n) for n in names)
+
+
 def resume_command(trainer: Trainer) -> str:
     """The exact command that continues this run from ``checkpoints/last.pt``: the command line that started it
     with ``--resume`` (when it was ``segkit train``), else ``segkit train WORK_DIR/recipe.toml --resume``."""
@@ -125,8 +142,11 @@ class RunLog(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int) -> None:
         if trainer.last_eval_epoch == epoch and trainer.metrics:
-            self.record({"kind": "eval", "epoch": epoch, "iter": trainer.iteration, **trainer.metrics})
-            self.line(f"eval epoch {epoch}: mIoU={trainer.metrics['mIoU']:.4f} aAcc={trainer.metrics['aAcc']:.4f}")
+            from ..evaluation.metrics import metric_summary
+
+            selected = reported_metrics(trainer)
+            self.record({"kind": "eval", "epoch": epoch, "iter": trainer.iteration, **selected})
+            self.line(f"eval epoch {epoch}: {metric_summary(selected)}")
 
     def on_train_end(self, trainer: Trainer) -> None:
         self.line(f"finished in {format_duration(time.perf_counter() - self.started)}")
@@ -215,8 +235,9 @@ class ProgressDisplay(Callback):
             if "gpu_mem_mib" in logs:
                 text += f" mem {logs['gpu_mem_mib'] / 1024:.2f}G"
         if trainer.last_eval_epoch == epoch and trainer.metrics:
-            m = trainer.metrics
-            text += f" | mIoU {m['mIoU']:.4f} mAcc {m['mAcc']:.4f} aAcc {m['aAcc']:.4f}"
+            from ..evaluation.metrics import metric_summary
+
+            text += f" | {metric_summary(reported_metrics(trainer))}"
             if getattr(self, "eval_line", None):
                 text += f" ({self.eval_line})"
         self.print(text)
@@ -225,7 +246,7 @@ class ProgressDisplay(Callback):
     def on_train_end(self, trainer: Trainer) -> None:
         if self.progress is not None:
             self.progress.stop()
-        best = f"; best mIoU {trainer.best_miou:.4f}" if trainer.best_miou >= 0 else ""
+        best = f"; best mIoU {trainer.best_miou:.4f}" if shows_best_miou(trainer) else ""
         self.console.print(f"finished {trainer.max_epochs} epochs ({trainer.iteration} iterations) in "
                            f"{format_duration(time.perf_counter() - self.started)}{best}", highlight=False)
 

@@ -28,7 +28,7 @@ from .accel import (
     unwrap_model,
 )
 from .amp import Amp
-from .callbacks import Callback, Checkpointer, ProgressDisplay, RunLog, write_json
+from .callbacks import Callback, Checkpointer, ProgressDisplay, RunLog, reported_metrics, write_json
 from .checkpoint import load_checkpoint, load_model_weights, remaining_batches
 from .determinism import DeterministicOps
 from .distributed import DistContext, all_reduce_mean, barrier, convert_sync_batchnorm, sync_batchnorm_plan
@@ -201,11 +201,12 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_interrupt(self)
             raise
-        if self.ctx.is_main and self.metrics:
-            write_json(self.work_dir / "eval" / "metrics.json", self.metrics)
+        selected = reported_metrics(self)  # inference.evaluate.metric_list; self.metrics keeps every metric
+        if self.ctx.is_main and selected:
+            write_json(self.work_dir / "eval" / "metrics.json", selected)
         for cb in self.callbacks:
             cb.on_train_end(self)
-        return self.metrics
+        return selected
 
     def _fit_epochs(self) -> None:
         start_epoch = self.epoch

@@ -242,6 +242,29 @@ def filter_metrics(results: Mapping[str, Any], metric_list: Sequence[str]) -> di
     return selected
 
 
+def report_metrics(results: Mapping[str, Any], metric_list: Sequence[str]) -> dict[str, Any]:
+    """What ``inference.evaluate.metric_list`` selects of ``results``, for what is printed and written (the epoch
+    line, ``log.txt``, ``metrics.jsonl``, ``eval/*.json``, ``segkit eval``), in the list's order.
+
+    Everything is still computed: the best checkpoint is chosen by ``mIoU`` whether or not it is listed, and the
+    confusion matrix, ``eval/per_class.csv`` and the experiment trackers keep every metric."""
+    return filter_metrics(results, metric_list)
+
+
+def metric_summary(selected: Mapping[str, Any], digits: int = 4) -> str:
+    """One line of selected metrics: each mean as ``mIoU 0.4321``; the per-class ones by name (``per-class IoU,
+    Dice``) only when no mean is selected, so the line is never empty."""
+
+    def number(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    means = [f"{key} {number(value)}" for key, value in selected.items() if not isinstance(value, Mapping)]
+    if means:
+        return " ".join(means)
+    per_class = [key for key, value in selected.items() if isinstance(value, Mapping)]
+    return f"per-class {', '.join(per_class)}" if per_class else "no metric selected"
+
+
 def _class_names(classnames: Sequence[str] | None, num_classes: int) -> list[str]:
     if classnames is None:
         return [str(i) for i in range(num_classes)]
