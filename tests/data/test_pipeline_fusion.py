@@ -1,5 +1,6 @@
-"""The fast paths of Compose (compact label maps, Normalize -> ToTensor -> Padding in one step) and the 8-bit label
-remap give exactly what the transforms give one by one."""
+"""The fast paths of Compose (compact label maps, Resize -> RandomCrop on the window only, Normalize -> ToTensor ->
+Padding in one step) and the 8-bit label remap give what the transforms give one by one: exactly, except the
+windowed resize's image, which is within one level."""
 
 from __future__ import annotations
 
@@ -43,10 +44,16 @@ def make_sample(seed: int, labels_dtype=np.int64, height=48, width=70, mapper=Tr
     return sample
 
 
-def run_both(pipeline_cfg, sample_fn, seed):
+def run_both(pipeline_cfg, sample_fn, seed, window=False):
+    """The chain with its fast paths and one by one; ``window=False`` leaves the (not bit-exact) windowed resize out."""
     fast, plain = build_pipeline(pipeline_cfg), build_pipeline(pipeline_cfg)
     plain.fast = False
-    out_fast = fast(sample_fn(seed), np.random.default_rng(seed))
+    share = fused.WINDOW_MAX_SHARE
+    fused.WINDOW_MAX_SHARE = share if window else 0.0
+    try:
+        out_fast = fast(sample_fn(seed), np.random.default_rng(seed))
+    finally:
+        fused.WINDOW_MAX_SHARE = share
     out_plain = plain(sample_fn(seed), np.random.default_rng(seed))
     return fast, out_fast, out_plain
 
@@ -68,9 +75,64 @@ def assert_same(a: dict, b: dict) -> None:
 @pytest.mark.parametrize("seed", range(12))
 def test_ade_pipeline_fast_equals_one_by_one(seed):
     fast, out_fast, out_plain = run_both(ADE, make_sample, seed)
-    assert fast._plan.compact is not None and fast._plan.tail == 4  # both fast paths taken
+    assert fast._plan.compact is not None and fast._plan.tail == 4 and fast._plan.photometric == 3  # all taken
     assert_same(out_fast, out_plain)
     assert out_fast["image"].shape == (3, 64, 64) and out_fast["seg_target"].dtype == torch.int64
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_windowed_resize_then_crop_is_exact_on_labels_and_within_a_level_on_the_image(seed, monkeypatch):
+    calls = []
+    original = fused.cv2.warpAffine
+    monkeypatch.setattr(fused.cv2, "warpAffine", lambda *a, **k: calls.append(1) or original(*a, **k))
+    rng = np.random.default_rng(seed)
+    height, width = int(rng.integers(30, 200)), int(rng.integers(30, 200))
+    cfg = [{"type": "Resize", "output_size": [int(rng.integers(40, 400)), int(rng.integers(40, 400))],
+            "keep_ratio": bool(seed % 2), "scale_range": [0.3, 2.5]},
+           {"type": "RandomCrop", "crop_size": [int(rng.integers(8, 90)), int(rng.integers(8, 90))],
+            "one_category_max_ratio": [0.75, 1.0][seed % 3 == 0]}]
+    for case in range(6):
+        fast, out_fast, out_plain = run_both(cfg, lambda s: make_sample(s, height=height, width=width), 100 * seed + case,
+                                               window=True)
+        assert fast._plan.crops == frozenset({0})
+        for key in ("seg_target", "edge_target", "img2aug_pos_mapper"):  # the same window, the same pixels
+            assert out_fast[key].dtype == out_plain[key].dtype and np.array_equal(out_fast[key], out_plain[key]), key
+        image_fast, image_plain = out_fast["image"], out_plain["image"]  # uniform noise: the hardest edges
+        assert image_fast.dtype == np.uint8 and image_fast.shape == image_plain.shape
+        assert np.abs(image_fast.astype(int) - image_plain).max() <= 1
+    if seed in (2, 3):  # these draw windows well under the resized size: the window path ran
+        assert calls
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ade_pipeline_with_the_windowed_resize_keeps_labels_and_draws(seed):
+    big = lambda s: make_sample(s, height=120, width=160)  # noqa: E731  (upscaled up to 2x, then a 64x64 crop)
+    fast, out_fast, out_plain = run_both(ADE, big, seed, window=True)
+    assert fast._plan.crops == frozenset({0}) and fast._plan.tail == 4
+    for key in ("seg_target", "edge_target", "img2aug_pos_mapper"):
+        assert torch.equal(out_fast[key], out_plain[key]), key
+    levels = (out_fast["image"] - out_plain["image"]).abs() * torch.tensor(STD)[:, None, None]
+    assert levels.mean() < 1  # one level on some pixels, a few where the colour jitter amplifies it
+
+
+def test_windowed_resize_is_taken_for_large_upscales_only():
+    def labels_and_window(scale, crop):
+        cfg = [{"type": "Resize", "output_size": [100, 100], "keep_ratio": False, "scale_range": [scale, scale]},
+               {"type": "RandomCrop", "crop_size": [crop, crop], "one_category_max_ratio": 1.0}]
+        fast = build_pipeline(cfg)
+        sample = make_sample(0, height=50, width=50, mapper=False)
+        original = fused.cv2.warpAffine
+        calls = []
+        fused.cv2.warpAffine = lambda *a, **k: calls.append(1) or original(*a, **k)
+        try:
+            out = fast(sample, np.random.default_rng(0))
+        finally:
+            fused.cv2.warpAffine = original
+        return bool(calls), out["image"].shape[:2]
+
+    assert labels_and_window(2.0, 64) == (True, (64, 64))  # 200x200 resized, 64x64 kept: window only
+    assert labels_and_window(1.0, 96) == (False, (96, 96))  # 100x100, 96x96 kept (92%): plain resize, exact
+    assert labels_and_window(0.5, 64) == (False, (50, 50))  # no resize at all
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -139,3 +201,31 @@ def test_uint8_remap_matches_the_lookup_and_its_check(tmp_path, auto_correct, lu
     else:
         with pytest.raises(Exception, match=r"label values \[7, 200\]"):
             dataset.remap(bad, "x.png")
+
+
+def test_dataset_reads_int16_labels_only_for_a_compacting_pipeline(tmp_path, monkeypatch):
+    import cv2
+
+    rng = np.random.default_rng(3)
+    for name in ("a", "b"):
+        cv2.imwrite(str(tmp_path / f"{name}.jpg"), rng.integers(0, 256, (60, 90, 3), dtype=np.uint8))
+        cv2.imwrite(str(tmp_path / f"{name}.png"), rng.integers(0, 7, (60, 90)).astype(np.uint8))
+    seen = []
+    original = BaseDataset.remap
+    monkeypatch.setattr(BaseDataset, "remap", lambda self, raw, path="": seen.append(
+        (out := original(self, raw, path)).dtype) or out)
+
+    def dataset(**kwargs):
+        return BaseDataset(rootdir=str(tmp_path), image_dir=".", ann_dir=".", imageids=["a", "b"], num_classes=6,
+                           clsid2label={0: -100, **{i: i - 1 for i in range(1, 7)}}, image_ext=".jpg",
+                           data_pipelines=ADE, **kwargs)
+
+    fast, plain = dataset(), dataset()
+    plain.pipeline.fast = False
+    monkeypatch.setattr(fused, "WINDOW_MAX_SHARE", 0.0)
+    for index in range(2):
+        assert_same(fast[index], plain[index])
+    assert seen == [np.int16, np.int64] * 2  # the fast pipeline got int16 straight from the remap
+    seen.clear()
+    assert fast.read("a")["seg_target"].dtype == np.int64  # read() on its own keeps its contract
+    assert dataset(mode="TEST")[0]["seg_target"].dtype == torch.int64 and seen == [np.int64, np.int64]

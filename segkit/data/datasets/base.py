@@ -143,7 +143,8 @@ class BaseDataset(Dataset):
         self.imageids = [str(i) for i in imageids] if imageids is not None else self._find_imageids()
         if not self.imageids:
             raise DataError(f"no images for split '{set}' in {self.image_dir} (looked for '*{image_ext}')")
-        self._luts: dict[int, np.ndarray] = {}
+        self._luts: dict = {}  # raw-value tables, made once (see _lut, _uint8_tables)
+        self._compact_bounds: tuple[int, int] | None = None  # set by __getitem__ while the pipeline compacts labels
 
     # ----------------------------------------------------------------- setup
     def _set_classes(
@@ -194,7 +195,13 @@ class BaseDataset(Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {len(self)} samples")
         index = index % len(self)
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        sample = self.load(self.imageids[index % len(self.imageids)], rng)
+        # a pipeline that carries label maps as int16 until ToTensor gets them remapped straight into int16
+        bounds = getattr(self.pipeline, "compact_bounds", lambda: None)() if self.mode != "TEST" else None
+        self._compact_bounds = bounds
+        try:
+            sample = self.load(self.imageids[index % len(self.imageids)], rng)
+        finally:
+            self._compact_bounds = None
         if self.record_img2aug_pos_mapper:  # flat index of each original pixel, moved by the transforms
             height, width = sample["image"].shape[:2]
             sample["img2aug_pos_mapper"] = np.arange(height * width, dtype=np.int64).reshape(height, width)
@@ -276,24 +283,38 @@ class BaseDataset(Dataset):
     def _remap_uint8(self, raw: np.ndarray, path: str) -> np.ndarray:
         """:meth:`remap` of an 8-bit map with ``cv2.LUT`` (several times faster than indexing with the whole map):
         one 8-bit table marks the raw values that map to neither a class nor ``ignore_index``, a second gives the
-        labels (int64 bit patterns copied as float64 entries, which ``cv2.LUT`` moves without arithmetic)."""
+        labels (int64 bit patterns copied as float64 entries, which ``cv2.LUT`` moves without arithmetic), or ``int16``
+        ones while ``__getitem__`` feeds a pipeline that compacts label maps to ``int16`` anyway."""
         raw = np.ascontiguousarray(raw)
-        lut = self._lut(256)
-        bad = ((lut < 0) | (lut >= self.num_classes)) & (lut != self.ignore_index)
-        if cv2.countNonZero(cv2.LUT(raw, bad.astype(np.uint8))):
+        lut, bad, lut16, lut64 = self._uint8_tables()
+        if cv2.countNonZero(cv2.LUT(raw, bad)):
             present = np.zeros(256, bool)
             present[np.unique(raw)] = True
             if not self.auto_correct_invalid_seg_target:
-                values = ", ".join(str(v) for v in np.unique(lut[bad & present])[:10])
+                values = ", ".join(str(v) for v in np.unique(lut[bad.astype(bool) & present])[:10])
                 raise DataError(
                     f"{path}: label values [{values}] are neither classes of {type(self).__name__} "
                     f"(0..{self.num_classes - 1}) nor ignore_index ({self.ignore_index}); map them with "
                     "clsid2label or set auto_correct_invalid_seg_target = true"
                 )
-            lut = np.where(bad, self.ignore_index, lut)
+            lut = np.where(bad.astype(bool), self.ignore_index, lut)
+            lut16, lut64 = lut.astype(np.int16), np.ascontiguousarray(lut, np.int64).view(np.float64)
+        bounds = self._compact_bounds
+        if bounds is not None and -(1 << 15) <= min(bounds[0], int(lut.min())) and max(bounds[1], int(lut.max())) < 1 << 15:
+            return cv2.LUT(raw, lut16)  # what Compose's compaction would make of the int64 map
         if not _LUT_COPIES_BITS:
             return lut[raw]
-        return cv2.LUT(raw, np.ascontiguousarray(lut, np.int64).view(np.float64)).view(np.int64)
+        return cv2.LUT(raw, lut64).view(np.int64)
+
+    def _uint8_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For 8-bit maps: the label table, its "not a class nor ignore" marks (``uint8``), and the label table as
+        ``int16`` and as ``int64`` bit patterns in ``float64`` entries (made once)."""
+        if "uint8" not in self._luts:
+            lut = self._lut(256)
+            bad = ((lut < 0) | (lut >= self.num_classes)) & (lut != self.ignore_index)
+            self._luts["uint8"] = (lut, bad.astype(np.uint8), lut.astype(np.int16),
+                                   np.ascontiguousarray(lut, np.int64).view(np.float64))
+        return self._luts["uint8"]
 
     def __repr__(self) -> str:
         return (

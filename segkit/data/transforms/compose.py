@@ -34,7 +34,9 @@ class Compose:
     """Apply transforms in order, passing every one the same random generator.
 
     Where the chain allows, it runs the fast paths of :mod:`.fused` (compact label maps until ``ToTensor``;
-    ``Normalize -> ToTensor -> Padding`` in one step), which give the same samples; ``fast=False`` turns them off.
+    ``Resize -> RandomCrop`` computing only the kept window; ``Normalize -> ToTensor -> Padding`` in one step), which
+    give the same samples (the windowed resize within a level of the image's; see :mod:`.fused`); ``fast=False``
+    turns them off.
     """
 
     def __init__(self, transforms: Sequence[Transform] = (), fast: bool = True) -> None:
@@ -50,13 +52,22 @@ class Compose:
             return sample
         from . import fused
 
-        if self._planned_for != self.transforms:  # (re)planned when the list changes
-            self._plan, self._planned_for = fused.make_plan(self.transforms), list(self.transforms)
+        self.compact_bounds()  # (re)plans when the list changes
         plan = self._plan
         if plan.compact is not None:
             fused.compact_labels(sample, plan.compact)
         index = 0
         while index < len(self.transforms):
+            if index in plan.crops:
+                sample, index = fused.resize_then_crop(sample, self.transforms[index], self.transforms[index + 1],
+                                                       rng), index + 2
+                continue
+            if index == plan.photometric:
+                done = fused.photometric_then_tail(sample, *self.transforms[index : index + 2],
+                                                   self.transforms[index + 3], rng)
+                if done is not None:
+                    sample, index = done, index + 4
+                    continue
             if index == plan.tail:
                 done = fused.normalize_to_padded_tensor(sample, self.transforms[index], self.transforms[index + 2])
                 if done is not None:
@@ -65,6 +76,17 @@ class Compose:
             sample = self.transforms[index](sample, rng)
             index += 1
         return sample
+
+    def compact_bounds(self) -> tuple[int, int] | None:
+        """The label constants of the chain when its label maps travel as ``int16`` until ``ToTensor`` (a dataset
+        may then read them as ``int16`` straight away), else ``None``."""
+        if not self.fast:
+            return None
+        from . import fused
+
+        if self._planned_for != self.transforms:
+            self._plan, self._planned_for = fused.make_plan(self.transforms), list(self.transforms)
+        return self._plan.compact
 
     def __len__(self) -> int:
         return len(self.transforms)

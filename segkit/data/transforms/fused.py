@@ -1,11 +1,23 @@
-"""Fast paths of :class:`~segkit.data.transforms.compose.Compose` that give exactly the samples of running its
-transforms one by one (same random draws, same arrays and tensors), with less memory traffic.
+"""Fast paths of :class:`~segkit.data.transforms.compose.Compose` that give the samples of running its transforms
+one by one (same random draws, same arrays and tensors; the windowed resize below within a level of the image),
+with less work and memory traffic.
 
 - **Compact label maps.** When every transform before ``ToTensor`` is one of :data:`LABEL_AGNOSTIC` (their label
   work is nearest-neighbour resizing, cropping, flipping, padding and value comparisons, exact for every integer
   type), ``int64`` label maps whose values (and every fill value and swapped pair) fit ``int16`` travel as ``int16``
   (``img2aug_pos_mapper`` as ``int32``) and become ``int64`` at ``ToTensor``: a quarter of the bytes to resize, count,
   crop, flip and pad.
+- **Resize -> RandomCrop in one step.** Where the crop keeps at most 90% of the resized image, only the kept window
+  is computed: the label maps by gathering the source rows and columns that ``cv2.INTER_NEAREST_EXACT`` picks
+  (exact: the same pixels), the image by ``cv2.warpAffine`` with the same pixel-centre mapping as ``cv2.resize``.
+  This is the one fast path that is not bit-identical: ``warpAffine`` quantises sampling positions to 1/32 pixel
+  where ``resize`` uses 1/2048, so about one pixel in eight differs by one level (never more in the tests, uniform
+  noise images included; a later PhotoMetricDistortion may amplify that). The random draws, window and labels are
+  the same. Upscaled ADE20k-style samples
+  (scale up to 2.1x, then a 512x512 crop) cost a quarter of the resize they replace.
+- **PhotoMetricDistortion's level tables folded into Normalize's.** Brightness and contrast are tables of the 256
+  levels; those not followed by the HSV step are composed with the normalisation tables instead of passing over the
+  image (the same floats).
 - **Normalize -> ToTensor -> Padding(tensor) in one step.** The normalised planes of a ``uint8`` image are written
   by ``cv2.LUT`` straight into the padded ``CxHxW`` buffer (filled with the padding value first), and each label
   map is copied once into its padded ``int64`` tensor: no padded copy of the float image, no separate conversion.
@@ -16,12 +28,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 
 from .compose import LABEL_KEYS
 from .geometric import RandomCrop, RandomFlip, Resize
-from .photometric import Normalize, PhotoMetricDistortion
+from .ops import resize_sample
+from .photometric import _IDENTITY, Normalize, PhotoMetricDistortion
 from .tensor import Padding, ToTensor
 
 LABEL_AGNOSTIC = (Resize, RandomCrop, RandomFlip, PhotoMetricDistortion, Normalize, Padding)
@@ -36,6 +50,8 @@ class FastPlan:
 
     compact: tuple[int, int] | None  # every int constant a label map meets before ToTensor (lo, hi); None: off
     tail: int | None  # index of a Normalize followed by ToTensor and Padding(data_type="tensor")
+    crops: frozenset[int] = frozenset()  # indices of a Resize (bilinear image) directly followed by a RandomCrop
+    photometric: int | None = None  # index of a PhotoMetricDistortion directly before the tail
 
 
 def make_plan(transforms: Sequence) -> FastPlan:
@@ -57,7 +73,12 @@ def make_plan(transforms: Sequence) -> FastPlan:
         if kinds[i : i + 3] == [Normalize, ToTensor, Padding] and transforms[i + 2].data_type == "tensor":
             tail = i
             break
-    return FastPlan(compact, tail)
+    crops = frozenset(
+        i for i in range(len(kinds) - 1)
+        if kinds[i] is Resize and kinds[i + 1] is RandomCrop and transforms[i].image_interpolation == "bilinear"
+    )
+    photometric = tail - 1 if tail and kinds[tail - 1] is PhotoMetricDistortion else None
+    return FastPlan(compact, tail, crops, photometric)
 
 
 def compact_labels(sample: dict, bounds: tuple[int, int]) -> None:
@@ -72,15 +93,23 @@ def compact_labels(sample: dict, bounds: tuple[int, int]) -> None:
             sample[key] = labels.astype(kind)
 
 
-def normalize_to_padded_tensor(sample: dict, normalize: Normalize, padding: Padding) -> dict | None:
-    """``Normalize``, ``ToTensor`` and ``Padding(data_type="tensor")`` at once; ``None`` where the image is not a
-    ``uint8`` array of at most 4 channels (the caller then runs the three transforms)."""
-    image = sample["image"]
+def _tail_takes(image, normalize: Normalize) -> bool:
+    """Whether :func:`normalize_to_padded_tensor` takes this image: a ``uint8`` array of the normaliser's channels."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
+        return False
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    return channels <= 4 and channels == len(normalize.tables)
+
+
+def normalize_to_padded_tensor(sample: dict, normalize: Normalize, padding: Padding,
+                               levels: np.ndarray | None = None) -> dict | None:
+    """``Normalize``, ``ToTensor`` and ``Padding(data_type="tensor")`` at once; ``None`` where the image is not a
+    ``uint8`` array of at most 4 channels (the caller then runs the three transforms). ``levels``: a ``uint8``
+    table still to apply to every channel (folded into the normalisation tables)."""
+    image = sample["image"]
+    if not _tail_takes(image, normalize):
         return None
     channels = 1 if image.ndim == 2 else image.shape[2]
-    if channels > 4 or channels != len(normalize.tables):
-        return None
     height, width = image.shape[:2]
     out_h, out_w = padding._target(height, width)
     pad_h, pad_w = max(out_h - height, 0), max(out_w - width, 0)
@@ -89,7 +118,7 @@ def normalize_to_padded_tensor(sample: dict, normalize: Normalize, padding: Padd
     buffer = np.empty((channels, full_h, full_w), np.float32)
     if pad_h or pad_w:
         buffer.fill(np.float32(padding.image_fill_value))
-    normalize._lookup(image, out=buffer[:, top : top + height, left : left + width])
+    normalize._lookup(image, out=buffer[:, top : top + height, left : left + width], levels=levels)
     sample["image"] = torch.from_numpy(buffer)
     for key in LABEL_KEYS:
         if key not in sample:
@@ -102,4 +131,67 @@ def normalize_to_padded_tensor(sample: dict, normalize: Normalize, padding: Padd
             sample[key] = padded
         else:
             sample[key] = value.long()
+    return sample
+
+
+def photometric_then_tail(sample: dict, distortion: PhotoMetricDistortion, normalize: Normalize, padding: Padding,
+                          rng: np.random.Generator) -> dict | None:
+    """``PhotoMetricDistortion`` and the tail at once: its level tables that are not followed by the HSV step (the
+    last contrast; all of them when the HSV step is skipped) fold into the normalisation tables instead of passing
+    over the image. ``None`` (nothing drawn) where the tail would not take the image."""
+    if not _tail_takes(sample["image"], normalize):
+        return None
+    lut, saturation, hue, last = distortion.draw(rng)
+    if saturation is None and hue is None:
+        levels = None if lut is _IDENTITY and last is _IDENTITY else last[lut]
+    else:
+        sample["image"] = distortion.apply(sample["image"], lut, saturation, hue)
+        levels = None if last is _IDENTITY else last
+    return normalize_to_padded_tensor(sample, normalize, padding, levels)
+
+
+WINDOW_MAX_SHARE = 0.9
+"""The fused Resize -> RandomCrop computes only the window when it keeps at most this share of the resized image."""
+
+
+def _nearest_indices(size: int, new_size: int) -> np.ndarray:
+    """The source index ``cv2.INTER_NEAREST_EXACT`` reads for each of ``new_size`` outputs (it is separable)."""
+    return cv2.resize(np.arange(size, dtype=np.int32)[None], (new_size, 1), interpolation=cv2.INTER_NEAREST_EXACT)[0]
+
+
+def resize_then_crop(sample: dict, resize: Resize, crop: RandomCrop, rng: np.random.Generator) -> dict:
+    """``crop(resize(sample))`` with the same random draws, computing only the cropped window where that saves work
+    (module docstring); otherwise the two transforms as they are."""
+    image = sample["image"]
+    height, width = image.shape[:2]
+    new_w, new_h = resize.target_size(height, width, rng)
+    crop_h, crop_w = min(crop.crop_size[0], new_h), min(crop.crop_size[1], new_w)
+    labels = [key for key in LABEL_KEYS if key in sample]
+    usable = (
+        isinstance(image, np.ndarray) and image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2] <= 4)
+        and all(isinstance(sample[k], np.ndarray) and sample[k].ndim == 2 for k in labels)
+        and (new_w, new_h) != (width, height) and crop_h * crop_w <= WINDOW_MAX_SHARE * new_h * new_w
+    )
+    if not usable:
+        return crop(resize_sample(sample, (new_w, new_h), resize.image_interpolation), rng)
+    rows, cols = _nearest_indices(height, new_h), _nearest_indices(width, new_w)
+    seg = sample.get("seg_target")
+    check = seg is not None and crop.one_category_max_ratio < 1
+    window_seg = None
+    for _ in range(crop.max_tries if check else 1):  # the draws of RandomCrop.__call__
+        top = int(rng.integers(0, new_h - crop_h + 1))
+        left = int(rng.integers(0, new_w - crop_w + 1))
+        if check:
+            window_seg = seg.take(rows[top : top + crop_h], axis=0).take(cols[left : left + crop_w], axis=1)
+            if crop._acceptable(window_seg):
+                break
+    scale_x, scale_y = width / new_w, height / new_h
+    matrix = np.array([[scale_x, 0.0, (left + 0.5) * scale_x - 0.5], [0.0, scale_y, (top + 0.5) * scale_y - 0.5]])
+    sample["image"] = cv2.warpAffine(image, matrix, (crop_w, crop_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_REPLICATE)
+    for key in labels:
+        if key == "seg_target" and window_seg is not None:
+            sample[key] = window_seg
+        else:
+            sample[key] = sample[key].take(rows[top : top + crop_h], axis=0).take(cols[left : left + crop_w], axis=1)
     return sample

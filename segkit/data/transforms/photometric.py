@@ -58,32 +58,40 @@ class PhotoMetricDistortion:
             lut = _affine_lut(lut, alpha=rng.uniform(*self.contrast_range))
         return lut
 
-    def _saturation_hue(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, float | None, int | None, np.ndarray]:
+        """All random draws of one call, in order: ``(lut, saturation, hue, last)`` where ``lut`` is the level table
+        applied first (brightness, contrast when first), ``saturation``/``hue`` the HSV step (``None``: skipped)
+        and ``last`` the table applied after it (contrast when last); :data:`_IDENTITY` where nothing is drawn."""
+        lut = self._brightness(_IDENTITY, rng)
+        contrast_first = rng.random() < 0.5
+        if contrast_first:
+            lut = self._contrast(lut, rng)
         saturation = rng.uniform(*self.saturation_range) if rng.random() < 0.5 else None
         hue = int(rng.integers(-self.hue_delta, self.hue_delta)) if rng.random() < 0.5 and self.hue_delta else None
+        last = _IDENTITY if contrast_first else self._contrast(_IDENTITY, rng)
+        return lut, saturation, hue, last
+
+    @staticmethod
+    def apply(image: np.ndarray, lut: np.ndarray, saturation: float | None, hue: int | None) -> np.ndarray:
+        """The first level table and the HSV step of :meth:`draw`'s result (the ``last`` table is the caller's)."""
+        if lut is not _IDENTITY:
+            image = cv2.LUT(image, lut)
         if saturation is None and hue is None:
             return image
         hue_lut = ((np.arange(256) + (hue or 0)) % 180).astype(np.uint8)  # OpenCV's 8-bit hue lives in [0, 180)
         sat_lut = _IDENTITY if saturation is None else _affine_lut(_IDENTITY, alpha=saturation)
-        lut = np.stack([hue_lut, sat_lut, _IDENTITY], axis=-1)[:, None, :]
-        hsv = cv2.LUT(cv2.cvtColor(image, cv2.COLOR_BGR2HSV), lut)
+        hsv_lut = np.stack([hue_lut, sat_lut, _IDENTITY], axis=-1)[:, None, :]
+        hsv = cv2.LUT(cv2.cvtColor(image, cv2.COLOR_BGR2HSV), hsv_lut)
         return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         image = sample["image"]
         if image.dtype != np.uint8:
             raise TypeError("PhotoMetricDistortion expects a uint8 image: put it before Normalize")
-        lut = self._brightness(_IDENTITY, rng)
-        contrast_first = rng.random() < 0.5
-        if contrast_first:
-            lut = self._contrast(lut, rng)
-        if lut is not _IDENTITY:
-            image = cv2.LUT(image, lut)
-        image = self._saturation_hue(image, rng)
-        if not contrast_first:
-            lut = self._contrast(_IDENTITY, rng)
-            if lut is not _IDENTITY:
-                image = cv2.LUT(image, lut)
+        lut, saturation, hue, last = self.draw(rng)
+        image = self.apply(image, lut, saturation, hue)
+        if last is not _IDENTITY:
+            image = cv2.LUT(image, last)
         sample["image"] = image
         return sample
 
@@ -129,16 +137,18 @@ class Normalize:
         sample["image"] = image
         return sample
 
-    def _lookup(self, image: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def _lookup(self, image: np.ndarray, out: np.ndarray | None = None, levels: np.ndarray | None = None) -> np.ndarray:
         """Normalise a ``uint8`` image plane by plane into a CxHxW buffer; return its HxWxC view (HxW for 2-D).
 
-        ``out`` is a CxHxW ``float32`` buffer to write into (it may be a window of a larger one, rows strided)."""
+        ``out`` is a CxHxW ``float32`` buffer to write into (it may be a window of a larger one, rows strided);
+        ``levels``, a ``uint8`` table applied to every channel first (folded into the normalisation tables)."""
         planes = cv2.split(image) if image.ndim == 3 else [image]
         if self.to_rgb and len(planes) == 3:
             planes = planes[::-1]
         if out is None:
             out = np.empty((len(planes), *image.shape[:2]), np.float32)
-        for plane, table, channel_out in zip(planes, self.tables, out, strict=True):
+        tables = self.tables if levels is None else [table[levels] for table in self.tables]
+        for plane, table, channel_out in zip(planes, tables, out, strict=True):
             written = cv2.LUT(plane, table, dst=channel_out)
             if written is not channel_out and not np.shares_memory(written, channel_out):
                 channel_out[...] = written  # OpenCV allocated its own result: copy it in

@@ -57,6 +57,26 @@ def test_label_counts_agree_with_unique(values):
                 assert sorted(got[got > 0]) == sorted(counts[uniques != ignore])
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64])
+def test_label_counts_of_long_runs_agree_with_unique(dtype, monkeypatch):
+    import cv2
+
+    from segkit.data.transforms import geometric
+
+    calls = []
+    monkeypatch.setattr(geometric.cv2, "calcHist", lambda *a: calls.append(1) or cv2.calcHist(*a))
+    generator = rng(5)
+    for case in range(8):  # region maps (runs of tens of pixels), whole and as strided windows
+        small = generator.choice([-100, 0, 3, 7, 149, 2000][: 3 + case % 4], size=(5, 6)).astype(np.int32)
+        seg = cv2.resize(small, (90, 70), interpolation=cv2.INTER_NEAREST).astype(dtype)
+        for window in (seg, seg[7:60, 11:80]):
+            uniques, counts = np.unique(window, return_counts=True)
+            for ignore in (-100, 3):
+                got = label_counts(window, ignore)
+                assert got.dtype == np.int64 and sorted(got[got > 0]) == sorted(counts[uniques != ignore])
+    assert not calls  # all counted as runs
+
+
 def test_label_counts_falls_back_for_very_wide_ranges():
     wide = np.array([[0, 1 << 40], [-100, 0]], np.int64)
     assert sorted(label_counts(wide, -100)) == [1, 2]
