@@ -1,0 +1,31 @@
+"""benchmarks/run.py tabulates issue 12's rows from the JSON files of one run (and only that run)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+RUN = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
+
+
+def load_run():
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_summary_takes_the_rows_of_this_run_only(tmp_path):
+    run = load_run()
+    (tmp_path / "metrics.json").write_text(json.dumps({"run_id": "A", "summary": {
+        "segkit_ms": 1.9, "segkit_over_numpy": 1.07, "torchmetrics_over_segkit": 5.5}}))
+    (tmp_path / "data_pipeline.json").write_text(json.dumps({"run_id": "B", "summary": {"speedup": 9.9}}))
+    (tmp_path / "threads.json").write_text(json.dumps({"run_id": "A", "summary": {
+        "nproc_segkit": {"x_alone": 1.02}, "nproc_default": {"x_alone": 22.7},
+        "workers_segkit": {"x_alone": 1.1}, "workers_default": {"x_alone": 20.4}}}))
+    text = run.write_summary(tmp_path, "A").read_text()
+    assert "| `ConfusionMatrix.update`, 150 classes, 512², 1 thread | <= 1.3x numpy bincount | 1.9 ms = 1.07x" in text
+    assert "segkit 1.02x alone, torch default 22.7x" in text and "segkit 1.1x alone" in text
+    assert "9.9" not in text  # another run's figure is not mixed in
+    assert text.count("not measured in this run") == 7 and "`metrics.json`, `threads.json`" in text
