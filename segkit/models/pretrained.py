@@ -200,7 +200,7 @@ def _probe(url: str, timeout: float) -> str | None:
         try:
             with socket.create_connection((host, port), timeout=timeout):
                 outcome["ok"] = "yes"
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 (OSError, or whatever a sandbox's patched socket raises)
             outcome["error"] = f"cannot reach {host}:{port}: {exc}"
 
     worker = threading.Thread(target=connect, name="segkit-probe", daemon=True)
