@@ -182,13 +182,16 @@ def resolve_run(target: str | Path, checkpoint: str | Path | None = None,
 
 
 def load_model(rec: Recipe, checkpoint: Path, device: torch.device, ema: bool = False) -> torch.nn.Module:
-    """Build the recipe's segmentor and load a checkpoint's weights (``ema`` picks the EMA weights)."""
+    """Build the recipe's segmentor and load a checkpoint's weights (``ema`` picks the EMA weights: segkit's
+    ``ema``, or SSSegmentation's ``model_ema``)."""
     from .engine.checkpoint import load_checkpoint, load_model_weights
     from .errors import CheckpointError
     from .models.build import build_segmentor
 
     state = load_checkpoint(checkpoint)
     key = "ema" if ema else "model"
+    if ema and key not in state and "model_ema" in state:
+        key = "model_ema"  # SSSegmentation 1.7's name for them
     if key not in state:
         raise CheckpointError(f"{checkpoint} has no '{key}' weights")
     model = build_segmentor(rec, pretrained=False)  # the checkpoint supplies every weight

@@ -21,6 +21,9 @@ def test_ema_weights_are_saved_and_evaluable(tiny_recipe):
     assert not torch.equal(ckpt["ema"][key], ckpt["model"][key])  # averaged, not a copy
     metrics = api.evaluate(run, ema=True)
     assert 0.0 <= metrics["mIoU"] <= 1.0
+    ssseg_style = run / "ssseg_style.pth"  # SSSegmentation 1.7 keeps the EMA weights under "model_ema"
+    torch.save({"model": ckpt["model"], "model_ema": ckpt["ema"]}, ssseg_style)
+    assert api.evaluate(run, checkpoint=ssseg_style, ema=True)["mIoU"] == metrics["mIoU"]
 
 
 def test_fp16_cfg_pytorch_trains_on_cpu(tiny_recipe):
