@@ -563,6 +563,7 @@ _ABORTS = tuple({typer.Abort, *(getattr(sys.modules[c.__module__], "Abort", type
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors exit 2 with a one-line message; anything else exits 1 (traceback with --debug)."""
+    from .engine.rank_errors import record_rank_error  # no torch: the error path of every command
     from .errors import SegkitError
 
     argv = _normalise_argv(list(sys.argv[1:] if argv is None else argv))
@@ -576,14 +577,16 @@ def main(argv: list[str] | None = None) -> None:
     except _ABORTS:
         code = 130
     except SegkitError as exc:
-        err_console.print(f"[bold red]error:[/]{_rank_tag()} {escape(str(exc))}", highlight=False, soft_wrap=True)
+        if not record_rank_error(exc):  # in a --nproc/--gpus child the launcher prints it, once
+            err_console.print(f"[bold red]error:[/]{_rank_tag()} {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
         code = 2
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:  # noqa: BLE001
         if debug:
             traceback.print_exc()
-        else:
+        elif not record_rank_error(exc):
             err_console.print(f"[bold red]error:[/]{_rank_tag()} {type(exc).__name__}: {escape(str(exc))}\n"
                               "(run with --debug for the traceback)", highlight=False, soft_wrap=True)
         code = 1

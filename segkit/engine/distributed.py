@@ -74,6 +74,11 @@ def barrier() -> None:
 
 
 def cleanup() -> None:
+    """Close the process group. Called from a ``finally`` block: an exception leaving it is first recorded for
+    the launcher (:mod:`segkit.engine.rank_errors`), before closing makes the other processes fail too."""
+    from .rank_errors import record_pending_error
+
+    record_pending_error()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -153,17 +158,42 @@ def relaunch(argv: list[str], nproc: int, nnodes: int = 1, node_rank: int = 0,
              rdzv_endpoint: str | None = None) -> int:
     """Run the same command under torchrun (in this process) and return an exit code.
 
-    The children print their own errors; a failed child gives its exit code here (2 for a user error) instead
-    of torchrun's traceback.
+    The children record their errors instead of printing them (:mod:`segkit.engine.rank_errors`); when one
+    fails, this prints each distinct user error once (exit 2; else the errors that are not a peer's
+    disconnection, exit 1) instead of torchrun's traceback and one copy per process. With ``--debug`` in
+    ``argv`` the children print their own tracebacks.
     """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    from .rank_errors import ERRORS_ENV, read_records, summarise
+
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    folder = None if "--debug" in argv else Path(tempfile.mkdtemp(prefix="segkit-rank-errors-"))
+    if folder is not None:
+        os.environ[ERRORS_ENV] = str(folder)
     try:
         run(parse_args(torchrun_args(argv, nproc, nnodes, node_rank, rdzv_endpoint)))
     except ChildFailedError as exc:
-        codes = {failure.exitcode for failure in exc.failures.values()}
-        return 2 if 2 in codes else 1
+        if folder is None:
+            codes = {failure.exitcode for failure in exc.failures.values()}
+            return 2 if 2 in codes else 1
+        code, lines = summarise(read_records(folder), exc.failures)
+        from rich.console import Console
+        from rich.markup import escape
+
+        console = Console(stderr=True)
+        for line in lines:
+            prefix = "" if line.startswith("(") else "[bold red]error:[/] "
+            console.print(prefix + escape(line), highlight=False, soft_wrap=True)
+        return code
+    finally:
+        os.environ.pop(ERRORS_ENV, None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     return 0
