@@ -287,7 +287,8 @@ class BaseDataset(Dataset):
         ones while ``__getitem__`` feeds a pipeline that compacts label maps to ``int16`` anyway."""
         raw = np.ascontiguousarray(raw)
         lut, bad, lut16, lut64 = self._uint8_tables()
-        if cv2.countNonZero(cv2.LUT(raw, bad)):
+        first_bad = self._luts["uint8_first_bad"]  # values below it are all fine: a max says enough, usually
+        if (not raw.size or int(raw.max()) >= first_bad) and cv2.countNonZero(cv2.LUT(raw, bad)):
             present = np.zeros(256, bool)
             present[np.unique(raw)] = True
             if not self.auto_correct_invalid_seg_target:
@@ -314,6 +315,7 @@ class BaseDataset(Dataset):
             bad = ((lut < 0) | (lut >= self.num_classes)) & (lut != self.ignore_index)
             self._luts["uint8"] = (lut, bad.astype(np.uint8), lut.astype(np.int16),
                                    np.ascontiguousarray(lut, np.int64).view(np.float64))
+            self._luts["uint8_first_bad"] = int(np.argmax(bad)) if bad.any() else 256
         return self._luts["uint8"]
 
     def __repr__(self) -> str:
