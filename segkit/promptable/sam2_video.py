@@ -12,6 +12,12 @@ The bank is bounded: outputs of tracked frames farther than ``max(max_obj_ptrs, 
 being tracked are dropped (they can no longer be attended to), so memory stays constant over any video length; only the
 conditioning frames' memories are kept for the whole video. Memories are stored in bfloat16, as the official
 predictor stores them.
+
+Options of the official predictor: ``fill_hole_area`` (background regions of a frame's low-resolution mask of at
+most that many pixels become foreground, on the CPU through OpenCV's connected components: the official package
+needs its CUDA extension for this and silently skips it without one), ``non_overlap_masks`` (each output pixel
+keeps only the object with the highest logit), ``non_overlap_masks_for_mem_enc`` (the same constraint on the masks a
+frame's memories are encoded from) and ``init_state``'s ``offload_video_to_cpu`` / ``offload_state_to_cpu``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,36 @@ def sine_encoding_1d(positions: torch.Tensor, dim: int, temperature: float = 100
     dim_t = temperature ** (2 * (dim_t // 2) / half)
     angles = positions[:, None] / dim_t
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def fill_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
+    """Mask logits ``[N, 1, h, w]`` with every background region (logit <= 0, 8-connected) of at most ``max_area``
+    pixels set to 0.1 (just foreground), as the official ``fill_holes_in_mask_scores``: a region is filled whether
+    it is enclosed or touches the border. Connected components run on the CPU (OpenCV) whatever the device."""
+    if max_area <= 0:
+        raise ValueError(f"fill_hole_area must be positive, got {max_area}")
+    import cv2
+
+    background = (logits <= 0).to("cpu", torch.uint8).numpy()
+    holes = np.zeros(background.shape, dtype=bool)
+    for index, plane in enumerate(background[:, 0]):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(plane, connectivity=8)
+        small = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] <= max_area)
+        small = small[small > 0]  # label 0 is the foreground here
+        if small.size:
+            holes[index, 0] = np.isin(labels, small)
+    return torch.where(torch.from_numpy(holes).to(logits.device), torch.tensor(0.1, dtype=logits.dtype,
+                                                                              device=logits.device), logits)
+
+
+def non_overlapping(logits: torch.Tensor) -> torch.Tensor:
+    """Objects' mask logits ``[N, 1, h, w]`` with each pixel kept by the object of the highest logit (the first on
+    a tie); the others' logits there are capped at -10 (sigmoid 4.5e-5), as the official constraint."""
+    if logits.shape[0] <= 1:
+        return logits
+    winner = logits.argmax(dim=0, keepdim=True)
+    keep = winner == torch.arange(logits.shape[0], device=logits.device)[:, None, None, None]
+    return torch.where(keep, logits, logits.clamp(max=-10.0))
 
 
 def load_frames(source: str | os.PathLike | Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -94,11 +130,13 @@ class ObjectTrack:
 @dataclass
 class VideoState:
     """A video being segmented: the normalised frames, their size, the tracked objects and a one-frame cache of
-    image features."""
+    image features. ``storage_device`` holds the per-frame masks and memories (the CPU with
+    ``offload_state_to_cpu``); object pointers, scores and the cached features stay on the model's device."""
 
     images: torch.Tensor
     video_height: int
     video_width: int
+    storage_device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     objects: dict[int, ObjectTrack] = field(default_factory=dict)
     cached: tuple[int, dict] | None = None
     maskmem_pos_enc: torch.Tensor | None = None
@@ -118,21 +156,39 @@ class Sam2VideoPredictor:
     ``init_state(frames)`` -> state; ``add_new_points_or_box(state, frame_idx, obj_id, points, labels, box)`` ->
     ``(frame_idx, obj_ids, masks)``; ``propagate_in_video(state)`` yields ``(frame_idx, obj_ids, masks)`` per
     frame, masks ``[objects, 1, H, W]`` logits at the video's size (``> 0`` is the object).
+
+    ``fill_hole_area``: background regions of each frame's low-resolution mask (``image_size / 4`` square) of at
+    most this many pixels become foreground before the mask is stored and returned (0: off; the official
+    ``build_sam2_video_predictor`` sets 8). ``non_overlap_masks``: in the returned masks each pixel belongs to at
+    most the object with the highest logit (the stored masks are untouched). ``non_overlap_masks_for_mem_enc``:
+    the memory of each object on a frame is encoded from its mask with that constraint against the other objects
+    on the same frame (sam2 1.1.0 tracks objects one at a time, so there the option no longer has an effect).
     """
 
-    def __init__(self, model: Sam2, max_obj_ptrs: int = MAX_OBJECT_POINTERS) -> None:
+    def __init__(self, model: Sam2, max_obj_ptrs: int = MAX_OBJECT_POINTERS, fill_hole_area: int = 0,
+                 non_overlap_masks: bool = False, non_overlap_masks_for_mem_enc: bool = False) -> None:
         if not isinstance(model, Sam2):
             raise TypeError("the video predictor needs a SAM 2 model (sam2_hiera_* / sam2.1_hiera_*)")
+        if fill_hole_area < 0:
+            raise ValueError(f"fill_hole_area must be 0 (off) or positive, got {fill_hole_area}")
         self.model = model
         self.max_obj_ptrs = max_obj_ptrs
+        self.fill_hole_area = int(fill_hole_area)
+        self.non_overlap_masks = non_overlap_masks
+        self.non_overlap_masks_for_mem_enc = non_overlap_masks_for_mem_enc
 
     @property
     def device(self) -> torch.device:
         return self.model.device
 
     # ----------------------------------------------------------------------------------------------- state
-    def init_state(self, frames: str | os.PathLike | Sequence[np.ndarray]) -> VideoState:
-        """Load and normalise the frames (each resized to the model's square as the official loader does)."""
+    def init_state(self, frames: str | os.PathLike | Sequence[np.ndarray], offload_video_to_cpu: bool = False,
+                   offload_state_to_cpu: bool = False) -> VideoState:
+        """Load and normalise the frames (each resized to the model's square as the official loader does).
+
+        The normalised frames go to the model's device unless ``offload_video_to_cpu`` (then each frame is moved
+        when it is encoded); the per-frame masks and memories stay on the model's device unless
+        ``offload_state_to_cpu``. On a CPU model both are the CPU anyway."""
         from PIL import Image
 
         frames = load_frames(frames)
@@ -140,7 +196,11 @@ class Sam2VideoPredictor:
         resized = [np.array(Image.fromarray(frame).resize((size, size))) / 255.0 for frame in frames]
         images = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float()
         mean, std = self.model.pixel_mean.cpu(), self.model.pixel_std.cpu()
-        return VideoState((images - mean) / std, frames[0].shape[0], frames[0].shape[1])
+        images = (images - mean) / std
+        if not offload_video_to_cpu:
+            images = images.to(self.device)
+        storage = torch.device("cpu") if offload_state_to_cpu else self.device
+        return VideoState(images, frames[0].shape[0], frames[0].shape[1], storage_device=storage)
 
     def reset_state(self, state: VideoState) -> None:
         state.objects.clear()
@@ -178,9 +238,9 @@ class Sam2VideoPredictor:
         track.points[frame_idx] = (coords, point_labels)
         is_init_cond = frame_idx not in track.tracked
         previous = track.cond.get(frame_idx) or track.non_cond.get(frame_idx)
-        prev_logits = None if previous is None else previous.pred_masks.clamp(-32.0, 32.0)
-        out = self._track_frame(state, track, frame_idx, is_init_cond, (coords, point_labels), prev_logits,
-                                run_memory_encoder=False)
+        prev_logits = None if previous is None else previous.pred_masks.to(self.device).clamp(-32.0, 32.0)
+        out, _ = self._track_frame(state, track, frame_idx, is_init_cond, (coords, point_labels), prev_logits,
+                                   run_memory_encoder=False)
         if is_init_cond or frame_idx in track.cond:
             track.non_cond.pop(frame_idx, None)
             track.cond[frame_idx] = out
@@ -214,7 +274,7 @@ class Sam2VideoPredictor:
         present = mask.flatten(1).gt(0).any(dim=1, keepdim=True).float()  # then whether the mask is empty
         object_scores = SIGMOID_SCALE_FOR_MEMORY * present + SIGMOID_BIAS_FOR_MEMORY
         obj_ptr = present * obj_ptr + (1 - present) * model.no_obj_ptr
-        out = FrameOutput(low_res, obj_ptr, object_scores)
+        out = FrameOutput(self._store_masks(state, low_res), obj_ptr, object_scores)
         if frame_idx not in track.tracked or frame_idx in track.cond:
             track.non_cond.pop(frame_idx, None)
             track.cond[frame_idx] = out
@@ -231,12 +291,18 @@ class Sam2VideoPredictor:
         backwards with ``reverse``), yielding each frame's masks."""
         if not state.objects or not all(track.cond for track in state.objects.values()):
             raise RuntimeError("add points or a box for every object before propagating")
-        for track in state.objects.values():  # encode the memory of prompted frames from their binarised masks
+        pending: dict[int, list[FrameOutput]] = {}  # prompted frames' outputs without a memory yet, by frame
+        for track in state.objects.values():
             for frame_idx, out in [*track.non_cond.items(), *track.cond.items()]:
                 if out.maskmem_features is None:
-                    high_res = self._to_input_size(out.pred_masks)
-                    out.maskmem_features = self._encode_memory(state, frame_idx, high_res,
-                                                               out.object_score_logits, binarize=True)
+                    pending.setdefault(frame_idx, []).append(out)
+        for frame_idx, outs in pending.items():  # memories of prompted frames, from their binarised masks
+            masks = {id(out): self._to_input_size(out.pred_masks.to(self.device)) for out in outs}
+            if self.non_overlap_masks_for_mem_enc:
+                masks = self._non_overlapping_on_frame(state, frame_idx, masks, outs)
+            for out in outs:
+                out.maskmem_features = self._encode_memory(state, frame_idx, masks[id(out)],
+                                                           out.object_score_logits, binarize=True)
         if start_frame_idx is None:
             start_frame_idx = min(t for track in state.objects.values() for t in track.cond)
         limit = state.num_frames if max_frame_num_to_track is None else max_frame_num_to_track
@@ -244,14 +310,46 @@ class Sam2VideoPredictor:
             order = range(start_frame_idx, max(start_frame_idx - limit, 0) - 1, -1) if start_frame_idx > 0 else []
         else:
             order = range(start_frame_idx, min(start_frame_idx + limit, state.num_frames - 1) + 1)
+        joint = self.non_overlap_masks_for_mem_enc and len(state.objects) > 1
         for frame_idx in order:
+            tracked: list[tuple[FrameOutput, torch.Tensor]] = []
             for track in state.objects.values():
                 if frame_idx not in track.cond:
-                    track.non_cond[frame_idx] = self._track_frame(state, track, frame_idx, False, None, None,
-                                                                  run_memory_encoder=True, reverse=reverse)
+                    out, raw = self._track_frame(state, track, frame_idx, False, None, None,
+                                                 run_memory_encoder=not joint, reverse=reverse)
+                    track.non_cond[frame_idx] = out
+                    tracked.append((out, raw))
                 track.tracked.add(frame_idx)
                 self._bound_memory(track, frame_idx)
+            if joint and tracked:  # every object decoded: encode the memories under the non-overlap constraint
+                raws = {id(out): self._to_input_size(raw) for out, raw in tracked}
+                masks = self._non_overlapping_on_frame(state, frame_idx, raws, [out for out, _ in tracked])
+                for out, _ in tracked:
+                    out.maskmem_features = self._encode_memory(state, frame_idx, masks[id(out)],
+                                                               out.object_score_logits, binarize=False)
             yield frame_idx, state.obj_ids, self._video_masks(state, frame_idx)
+
+    def _non_overlapping_on_frame(self, state: VideoState, frame_idx: int, masks: dict[int, torch.Tensor],
+                                  outs: list[FrameOutput]) -> dict[int, torch.Tensor]:
+        """``masks`` (input-size logits of ``outs``, keyed by ``id``) under the non-overlap constraint against
+        every object's mask on the frame (the other objects' stored masks where they have no entry)."""
+        stack, keys = [], []
+        for track in state.objects.values():
+            for out in (track.cond.get(frame_idx), track.non_cond.get(frame_idx)):
+                if out is not None and id(out) not in masks:
+                    stack.append(self._to_input_size(out.pred_masks.to(self.device)))
+                    keys.append(None)
+        stack += [masks[id(out)] for out in outs]
+        keys += [id(out) for out in outs]
+        constrained = non_overlapping(torch.cat(stack))
+        return {key: constrained[i: i + 1] for i, key in enumerate(keys) if key is not None}
+
+    def _store_masks(self, state: VideoState, low_res: torch.Tensor) -> torch.Tensor:
+        """A frame's low-resolution logits as kept in the state: holes filled (``fill_hole_area``), on the
+        storage device."""
+        if self.fill_hole_area > 0:
+            low_res = fill_holes(low_res, self.fill_hole_area)
+        return low_res.to(state.storage_device, non_blocking=True)
 
     def _bound_memory(self, track: ObjectTrack, frame_idx: int) -> None:
         """Drop tracked (non-prompted) frames that no later frame can attend to any more (farther than both the
@@ -265,10 +363,11 @@ class Sam2VideoPredictor:
         for track in state.objects.values():
             out = track.cond.get(frame_idx) or track.non_cond.get(frame_idx)
             size = self.model.image_size // 4
-            masks.append(out.pred_masks if out is not None else
+            masks.append(out.pred_masks.to(self.device) if out is not None else
                          torch.full((1, 1, size, size), NO_OBJECT_SCORE, device=self.device))
-        return F.interpolate(torch.cat(masks), (state.video_height, state.video_width), mode="bilinear",
-                             align_corners=False)
+        masks = F.interpolate(torch.cat(masks), (state.video_height, state.video_width), mode="bilinear",
+                              align_corners=False)
+        return non_overlapping(masks) if self.non_overlap_masks else masks
 
     def _to_input_size(self, logits: torch.Tensor) -> torch.Tensor:
         size = self.model.image_size
@@ -289,7 +388,10 @@ class Sam2VideoPredictor:
 
     def _track_frame(self, state: VideoState, track: ObjectTrack, frame_idx: int, is_init_cond: bool,
                      points: tuple[torch.Tensor, torch.Tensor] | None, mask_logits: torch.Tensor | None,
-                     run_memory_encoder: bool, reverse: bool = False) -> FrameOutput:
+                     run_memory_encoder: bool, reverse: bool = False) -> tuple[FrameOutput, torch.Tensor]:
+        """Decode one object on one frame; returns the stored output and the raw low-resolution logits (before
+        hole filling), from which the memory is encoded (here with ``run_memory_encoder``, or later by the
+        caller)."""
         model = self.model
         features = self._features(state, frame_idx)
         if is_init_cond:
@@ -303,11 +405,11 @@ class Sam2VideoPredictor:
         obj_ptr = model.obj_ptr_proj(token)
         present = (object_scores > 0).float()
         obj_ptr = present * obj_ptr + (1 - present) * model.no_obj_ptr
-        out = FrameOutput(low_res, obj_ptr, object_scores)
+        out = FrameOutput(self._store_masks(state, low_res), obj_ptr, object_scores)
         if run_memory_encoder:
             out.maskmem_features = self._encode_memory(state, frame_idx, self._to_input_size(low_res),
                                                        object_scores, binarize=points is not None)
-        return out
+        return out, low_res
 
     def _decode(self, embedding: torch.Tensor, high_res: list[torch.Tensor],
                 points: tuple[torch.Tensor, torch.Tensor] | None, mask_logits: torch.Tensor | None,
@@ -343,7 +445,7 @@ class Sam2VideoPredictor:
             features = features + absent[..., None, None] * model.no_obj_embed_spatial[..., None, None]
         if state.maskmem_pos_enc is None:
             state.maskmem_pos_enc = pos
-        return features.to(torch.bfloat16)
+        return features.to(torch.bfloat16).to(state.storage_device, non_blocking=True)
 
     def _condition_on_memory(self, state: VideoState, track: ObjectTrack, frame_idx: int, features: dict,
                              reverse: bool) -> torch.Tensor:

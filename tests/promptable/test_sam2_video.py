@@ -190,3 +190,152 @@ def test_a_mask_prompt_is_the_frame_output_and_is_tracked(model):
     assert [t for t, _, _ in tracked] == [0, 1, 2]
     with pytest.raises(ValueError, match="40x56"):
         predictor.add_new_mask(state, 1, obj_id=1, mask=np.zeros((10, 10), bool))
+
+
+# ------------------------------------------------------------------------ options of the official predictor
+def test_fill_holes_fills_background_regions_up_to_the_area():
+    from segkit.promptable.sam2_video import fill_holes
+
+    logits = torch.full((1, 1, 32, 32), 5.0)
+    logits[0, 0, 2:5, 2:5] = -3.0  # a 9-pixel hole: filled
+    logits[0, 0, 10:16, 10:16] = -3.0  # a 36-pixel hole: kept
+    for i in range(12):  # a diagonal line of 12 pixels: one 8-connected region larger than the area, kept
+        logits[0, 0, 18 + i, 1 + i] = -1.0
+    logits[0, 0, 0, 20:23] = -2.0  # 3 pixels on the border: filled too (as the official post-processing)
+    filled = fill_holes(logits, 9)
+    assert (filled[0, 0, 2:5, 2:5] == 0.1).all() and (filled[0, 0, 0, 20:23] == 0.1).all()
+    assert torch.equal(filled[0, 0, 10:16, 10:16], logits[0, 0, 10:16, 10:16])
+    assert all(filled[0, 0, 18 + i, 1 + i] == -1.0 for i in range(12))
+    assert torch.equal(filled[logits > 0], logits[logits > 0])  # foreground untouched
+    with pytest.raises(ValueError, match="positive"):
+        fill_holes(logits, 0)
+    with pytest.raises(ValueError, match="fill_hole_area"):
+        Sam2VideoPredictor(build_promptable("sam2.1_hiera_tiny", image_size=SIZE), fill_hole_area=-1)
+
+
+def test_fill_holes_matches_a_connected_component_reference():
+    from scipy import ndimage
+
+    from segkit.promptable.sam2_video import fill_holes
+
+    logits = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    expected = logits.clone()
+    for index in range(3):
+        labels, _ = ndimage.label((logits[index, 0] <= 0).numpy(), structure=np.ones((3, 3)))
+        areas = np.bincount(labels.ravel())
+        hole = (labels > 0) & (areas[labels] <= 4)
+        expected[index, 0][torch.from_numpy(hole)] = 0.1
+    filled = fill_holes(logits, 4)
+    assert torch.equal(filled, expected)
+    assert (filled == 0.1).any() and (filled <= 0).any()  # some regions filled, larger ones kept
+
+
+def test_non_overlapping_keeps_the_highest_object_per_pixel():
+    from segkit.promptable.sam2_video import non_overlapping
+
+    logits = 20 * torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    out = non_overlapping(logits)
+    winner = logits.argmax(dim=0, keepdim=True)
+    assert ((out > 0).sum(dim=0) <= 1).all() and ((logits > 0).sum(dim=0) > 1).any()
+    assert torch.equal(out.gather(0, winner), logits.gather(0, winner))  # the winner keeps its logit
+    losers = torch.ones_like(logits, dtype=torch.bool).scatter_(0, winner, False)
+    assert torch.equal(out[losers], logits[losers].clamp(max=-10.0))
+    single = logits[:1]
+    assert non_overlapping(single) is single
+
+
+def track_two_objects(model, **options):
+    """A click and an overlapping box on frame 0 of 4 frames, propagated: (predictor, state, masks [T, 2, 1,
+    H, W])."""
+    predictor = Sam2VideoPredictor(model, **options)
+    state = predictor.init_state(frames(4))
+    predictor.add_new_points_or_box(state, 0, obj_id=1, points=[[20, 16]], labels=[1])
+    predictor.add_new_points_or_box(state, 0, obj_id=2, box=[5, 5, 40, 30])
+    masks = torch.stack([m for _, _, m in predictor.propagate_in_video(state)])
+    return predictor, state, masks
+
+
+def test_non_overlap_masks_constrains_the_outputs_only(model):
+    from segkit.promptable.sam2_video import non_overlapping
+
+    _, plain_state, plain = track_two_objects(model)
+    _, state, constrained = track_two_objects(model, non_overlap_masks=True)
+    assert ((plain > 0).sum(dim=1) > 1).any()  # the two objects overlapped
+    assert ((constrained > 0).sum(dim=1) <= 1).all()
+    torch.testing.assert_close(constrained, torch.stack([non_overlapping(m) for m in plain]), rtol=0, atol=0)
+    for obj_id in (1, 2):  # the tracking itself is unchanged
+        torch.testing.assert_close(state.objects[obj_id].non_cond[3].pred_masks,
+                                   plain_state.objects[obj_id].non_cond[3].pred_masks, rtol=0, atol=0)
+
+
+def test_fill_hole_area_fills_the_stored_and_returned_masks(model):
+    from segkit.promptable.sam2_video import fill_holes
+
+    area = 12
+    _, plain_state, plain = track_two_objects(model)
+    _, state, filled = track_two_objects(model, fill_hole_area=area)
+    prompted = plain_state.objects[2].cond[0].pred_masks
+    assert not torch.equal(fill_holes(prompted, area), prompted)  # the box's mask had a small hole
+    torch.testing.assert_close(state.objects[2].cond[0].pred_masks, fill_holes(prompted, area), rtol=0, atol=0)
+    for track in state.objects.values():  # no stored mask keeps a background region of at most `area` pixels
+        for out in [*track.cond.values(), *track.non_cond.values()]:
+            assert torch.equal(fill_holes(out.pred_masks, area), out.pred_masks)
+    assert not torch.equal(filled, plain)
+
+
+def test_non_overlap_masks_for_mem_enc_encodes_memories_from_the_constrained_masks(model):
+    from segkit.promptable.sam2_video import non_overlapping
+
+    _, plain_state, plain = track_two_objects(model)
+    predictor, state, masks = track_two_objects(model, non_overlap_masks_for_mem_enc=True)
+    outs = [state.objects[obj_id].cond[0] for obj_id in (1, 2)]
+    high_res = non_overlapping(torch.cat([predictor._to_input_size(out.pred_masks) for out in outs]))
+    for index, out in enumerate(outs):  # prompted frame: memory from the binarised, constrained mask
+        expected = predictor._encode_memory(state, 0, high_res[index: index + 1], out.object_score_logits,
+                                            binarize=True)
+        torch.testing.assert_close(out.maskmem_features, expected, rtol=0, atol=0)
+    assert any(not torch.equal(state.objects[i].cond[0].maskmem_features,
+                               plain_state.objects[i].cond[0].maskmem_features) for i in (1, 2))
+    torch.testing.assert_close(masks[0], plain[0], rtol=0, atol=0)  # the prompted frame's output is unchanged
+    assert not torch.equal(masks[1:], plain[1:])  # tracked frames see the constrained memories
+    # one object alone: nothing to constrain
+    single = [Sam2VideoPredictor(model, non_overlap_masks_for_mem_enc=flag) for flag in (False, True)]
+    outputs = []
+    for predictor in single:
+        state = predictor.init_state(frames(3))
+        predictor.add_new_points_or_box(state, 0, obj_id=1, points=[[20, 16]], labels=[1])
+        outputs.append(torch.stack([m for _, _, m in predictor.propagate_in_video(state)]))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+
+
+def test_offload_options_on_the_cpu(model):
+    predictor = Sam2VideoPredictor(model)
+    state = predictor.init_state(frames(3), offload_video_to_cpu=True, offload_state_to_cpu=True)
+    assert state.images.device.type == "cpu" and state.storage_device == torch.device("cpu")
+    predictor.add_new_points_or_box(state, 0, obj_id=1, points=[[20, 16]], labels=[1])
+    offloaded = torch.stack([m for _, _, m in predictor.propagate_in_video(state)])
+    state = predictor.init_state(frames(3))
+    predictor.add_new_points_or_box(state, 0, obj_id=1, points=[[20, 16]], labels=[1])
+    torch.testing.assert_close(offloaded, torch.stack([m for _, _, m in predictor.propagate_in_video(state)]),
+                               rtol=0, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_offload_options_keep_frames_and_state_on_the_cpu_with_a_cuda_model(model):
+    import copy
+
+    predictor = Sam2VideoPredictor(copy.deepcopy(model).cuda(), fill_hole_area=8)
+    results = {}
+    for offload in (False, True):
+        state = predictor.init_state(frames(4), offload_video_to_cpu=offload, offload_state_to_cpu=offload)
+        expected_storage = "cpu" if offload else "cuda"
+        assert state.images.device.type == expected_storage and state.storage_device.type == expected_storage
+        predictor.add_new_points_or_box(state, 0, obj_id=1, points=[[20, 16]], labels=[1])
+        masks = [m for _, _, m in predictor.propagate_in_video(state)]
+        assert all(m.device.type == "cuda" for m in masks)  # outputs on the model's device, as the official
+        for out in [*state.objects[1].cond.values(), *state.objects[1].non_cond.values()]:
+            assert out.pred_masks.device.type == expected_storage
+            assert out.maskmem_features.device.type == expected_storage
+            assert out.obj_ptr.device.type == "cuda"  # pointers stay on the GPU
+        results[offload] = torch.stack(masks).cpu()
+    torch.testing.assert_close(results[True], results[False], rtol=1e-5, atol=1e-5)
