@@ -167,6 +167,9 @@ CASES = {
     "33000x33000 header while training": (
         lambda c: train(c, with_bad_image(c, huge_header_png())), "OpenCV's limit"),
     "rootdir is a file": (lambda c: train(c, f'dataset.rootdir="{c.file("f.txt", "x")}"'), "f.txt"),
+    "folder dataset without its folder": (lambda c: [
+        "train", str(Path(__file__).resolve().parents[2] / "recipes" / "folder_example.toml"), "--work-dir",
+        f"{c.tmp}/w", "--set", f'dataset.rootdir="{c.tmp}/nowhere"'], "(the recipe's dataset.rootdir = "),
     # ------------------------------------------------------------------ checkpoints
     "text file as a checkpoint": (lambda c: ["eval", c.run, "--checkpoint", c.file("c.pt", "hello world\n")],
                                   "c.pt is not a readable PyTorch checkpoint"),

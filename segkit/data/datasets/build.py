@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import RecipeError
+from ...errors import DataError, RecipeError
 from ...registry import DATASETS
 from ..transforms import build_pipeline
 
@@ -42,6 +42,14 @@ def build_dataset(dataset_cfg: dict[str, Any], mode: str, seed: int = 0, path: s
         return DATASETS.build(merged, path=path, data_pipelines=pipeline, mode=mode, seed=seed)
     except RecipeError as exc:
         raise _locate(exc, path, section, chosen) from None
+    except DataError as exc:
+        message = str(exc)
+        if " not found: " in message and "rootdir" in merged and "rootdir" not in message:  # name the recipe key
+            where = f"{path}.{section}.rootdir" if "rootdir" in chosen else f"{path}.rootdir"
+            message += f" (the recipe's {where} = {str(merged['rootdir'])!r}"
+            message += ")" if "; run `" in message else "; point it at your data or --set it)"
+            raise DataError(message) from None
+        raise
 
 
 def _locate(exc: RecipeError, path: str, section: str, chosen: dict) -> RecipeError:
