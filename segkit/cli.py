@@ -26,7 +26,7 @@ app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_e
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe key: KEY.PATH=VALUE (TOML value).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override a recipe key: KEY.PATH=VALUE (TOML value).")]
 CkptOpt = Annotated[Path | None, typer.Option("--checkpoint", "-c", help="Weights to use (default: run dir's best.pt, else last.pt).")]
 TTA_CHOICES = ("none", "flip", "ms", "ms+flip")  # segkit.evaluation.inference.TTA_PRESETS (a test keeps them equal)
 EXPORT_FORMATS = ("onnx", "torchscript")
@@ -70,7 +70,7 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _root(plugin: Annotated[list[str] | None, typer.Option("--plugin", help="Import a module that registers components.")] = None,
+def _root(plugin: Annotated[list[str] | None, typer.Option("--plugin", metavar="MODULE", help="Import a module that registers components.")] = None,
           debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")] = False,
           version: Annotated[bool, typer.Option("--version", help="Print segkit's version and exit.", is_eager=True,
                                                 callback=_print_version)] = False) -> None:
@@ -120,21 +120,21 @@ def _strip_launch_options(argv: list[str]) -> list[str]:
 @app.command()
 def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
           set_: SetOpt = None,
-          work_dir: Annotated[str | None, typer.Option("--work-dir", help="Override the recipe's work_dir.")] = None,
-          resume: Annotated[str | None, typer.Option("--resume", help="Resume from PATH, or from work_dir's last.pt when given alone.")] = None,
+          work_dir: Annotated[str | None, typer.Option("--work-dir", metavar="DIR", help="Override the recipe's work_dir.")] = None,
+          resume: Annotated[str | None, typer.Option("--resume", metavar="PATH", help="Resume from PATH, or from work_dir's last.pt when given alone.")] = None,
           seed: Annotated[int | None, typer.Option(help="Random seed (recipe key `seed`).")] = None,
           deterministic: Annotated[bool, typer.Option("--deterministic", help="Deterministic algorithms: bit-identical reruns.")] = False,
           gpus: Annotated[int, typer.Option("--gpus", help="Run N processes, one per GPU (torchrun, NCCL).")] = 0,
           nproc: Annotated[int, typer.Option("--nproc", help="Run N processes (torchrun; gloo on CPU).")] = 0,
           nnodes: Annotated[int, typer.Option("--nnodes", help="Number of machines (torchrun rendezvous).")] = 1,
           node_rank: Annotated[int, typer.Option("--node-rank")] = 0,
-          rdzv_endpoint: Annotated[str | None, typer.Option("--rdzv-endpoint", help="HOST:PORT of the rendezvous, for several nodes.")] = None,
-          device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda when available).")] = None,
+          rdzv_endpoint: Annotated[str | None, typer.Option("--rdzv-endpoint", metavar="HOST:PORT", help="HOST:PORT of the rendezvous, for several nodes.")] = None,
+          device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="cpu or cuda (default: cuda when available).")] = None,
           print_recipe: Annotated[bool, typer.Option("--print-recipe", help="Print the resolved recipe and exit.")] = False,
           dry_run: Annotated[bool, typer.Option("--dry-run", help="Build model, data and optimizer, print a summary, exit.")] = False,
-          report_to: Annotated[str | None, typer.Option("--report-to", help="Experiment trackers, comma-separated: tensorboard, wandb, mlflow, or none (default: tensorboard when installed).")] = None,
+          report_to: Annotated[str | None, typer.Option("--report-to", metavar="NAMES", help="Experiment trackers, comma-separated: tensorboard, wandb, mlflow, or none (default: tensorboard when installed).")] = None,
           channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="NHWC memory format for weights and batches (recipe key channels_last).")] = None,
-          compile_mode: Annotated[str | None, typer.Option("--compile", help="torch.compile the model: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs, or off (recipe table compile_cfg).")] = None,
+          compile_mode: Annotated[str | None, typer.Option("--compile", metavar="MODE", help="torch.compile the model: default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs, or off (recipe table compile_cfg).")] = None,
           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Train a recipe: rich progress, evaluation and checkpoints in its work_dir."""
     from . import api
@@ -178,7 +178,7 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe TOML file.")],
 def eval_(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with --checkpoint.")],
           checkpoint: CkptOpt = None, set_: SetOpt = None, tta: TTAOpt = None,
           ema: Annotated[bool, typer.Option("--ema", help="Evaluate the EMA weights.")] = False,
-          device: Annotated[str | None, typer.Option("--device")] = None,
+          device: Annotated[str | None, typer.Option("--device", metavar="DEVICE")] = None,
           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Evaluate on the recipe's test split; writes eval/<checkpoint>[_<tta>].json and a line in eval/history.jsonl."""
     import time
@@ -212,14 +212,14 @@ def infer(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
           checkpoint: CkptOpt = None, set_: SetOpt = None, tta: TTAOpt = None,
           alpha: Annotated[float, typer.Option(help="Overlay opacity of the colour mask.")] = 0.5,
           side_by_side: Annotated[bool, typer.Option("--side-by-side", help="Also write <name>_side.png: image | [ground truth |] prediction.")] = False,
-          gt_dir: Annotated[Path | None, typer.Option("--gt-dir", help="Ground-truth label maps (<name>.png, same layout) for --side-by-side.")] = None,
-          device: Annotated[str | None, typer.Option("--device")] = None,
-          model: Annotated[str | None, typer.Option("--model", help="A promptable model (sam_vit_b, mobile_sam, edge_sam, sam_hq_vit_b, ...): every positional is an input; --checkpoint is its weights (default: the official file).")] = None,
+          gt_dir: Annotated[Path | None, typer.Option("--gt-dir", metavar="DIR", help="Ground-truth label maps (<name>.png, same layout) for --side-by-side.")] = None,
+          device: Annotated[str | None, typer.Option("--device", metavar="DEVICE")] = None,
+          model: Annotated[str | None, typer.Option("--model", metavar="NAME", help="A promptable model (sam_vit_b, mobile_sam, edge_sam, sam_hq_vit_b, ...): every positional is an input; --checkpoint is its weights (default: the official file).")] = None,
           everything: Annotated[bool, typer.Option("--everything", help="--model: automatic masks for the whole image.")] = False,
-          point: Annotated[list[str] | None, typer.Option("--point", help="--model: a prompt point X,Y[,LABEL] (repeatable; LABEL 0 = background).")] = None,
-          box: Annotated[list[str] | None, typer.Option("--box", help="--model: a prompt box X0,Y0,X1,Y1 (repeatable: one mask each).")] = None,
-          prompts: Annotated[Path | None, typer.Option("--prompts", help="--model: JSON of prompts per image name.")] = None,
-          amg: Annotated[list[str] | None, typer.Option("--amg", help="--everything: a mask generator option KEY=VALUE, e.g. points_per_side=16, pred_iou_thresh=0.8, crop_n_layers=1, min_mask_region_area=100 (repeatable).")] = None,
+          point: Annotated[list[str] | None, typer.Option("--point", metavar="X,Y[,LABEL]", help="--model: a prompt point X,Y[,LABEL] (repeatable; LABEL 0 = background).")] = None,
+          box: Annotated[list[str] | None, typer.Option("--box", metavar="X0,Y0,X1,Y1", help="--model: a prompt box X0,Y0,X1,Y1 (repeatable: one mask each).")] = None,
+          prompts: Annotated[Path | None, typer.Option("--prompts", metavar="JSON", help="--model: JSON of prompts per image name.")] = None,
+          amg: Annotated[list[str] | None, typer.Option("--amg", metavar="KEY=VALUE", help="--everything: a mask generator option KEY=VALUE, e.g. points_per_side=16, pred_iou_thresh=0.8, crop_n_layers=1, min_mask_region_area=100 (repeatable).")] = None,
           video: Annotated[bool, typer.Option("--video", help="--model sam2*: track the prompted objects through one video file or frame folder (--point/--box prompt frame 0; --prompts maps frame indices to prompts).")] = False) -> None:
     """Predict label maps: <name>.png (palette PNG of class ids), <name>_overlay.png (with a legend),
     predictions.jsonl; folders are searched recursively and their structure kept under --out.
@@ -252,7 +252,7 @@ def export(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe wit
                                                autocompletion=_complete_from(EXPORT_FORMATS))] = "onnx",
            out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file.")] = None,
            checkpoint: CkptOpt = None, set_: SetOpt = None,
-           input_size: Annotated[str | None, typer.Option("--input-size", help="HxW, e.g. 512x512.")] = None,
+           input_size: Annotated[str | None, typer.Option("--input-size", metavar="HxW", help="HxW, e.g. 512x512.")] = None,
            atol: Annotated[float, typer.Option(help="Largest accepted |exported - eager| difference.")] = 1e-4,
            static: Annotated[bool, typer.Option("--static", help="ONNX: fix batch, height and width to --input-size (default: free where the model allows).")] = False,
            bake_preprocessing: Annotated[bool, typer.Option("--bake-preprocessing", help="Put the test pipeline's normalisation in the graph: input RGB 0..255.")] = False,
@@ -289,9 +289,9 @@ def export(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe wit
 @app.command()
 def benchmark(target: Annotated[Path, typer.Argument(help="Run dir (its checkpoint), or a recipe (random weights).")],
               checkpoint: CkptOpt = None, set_: SetOpt = None,
-              device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda when available).")] = None,
+              device: Annotated[str | None, typer.Option("--device", metavar="DEVICE", help="cpu or cuda (default: cuda when available).")] = None,
               batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 1,
-              input_size: Annotated[str | None, typer.Option("--input-size", help="HxW (default: the training crop).")] = None,
+              input_size: Annotated[str | None, typer.Option("--input-size", metavar="HxW", help="HxW (default: the training crop).")] = None,
               iters: Annotated[int, typer.Option("--iters", min=1, help="Timed calls (after 3 warm-up calls).")] = 20,
               no_train: Annotated[bool, typer.Option("--no-train", help="Only the eval forward.")] = False,
               as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
