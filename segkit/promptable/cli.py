@@ -274,7 +274,8 @@ def infer_video(model_name: str, inputs: list[Path], out: Path, *, checkpoint: P
                                 "bbox": xyxy_to_xywh(masks_to_boxes(mask[None])[0]), "predicted_iou": None,
                                 "stability_score": None, "rle": masks_to_rle(mask[None])[0], "prompt": prompt})
             name = Path(source.stem) / f"{frame_idx:05d}.png"
-            summary = write_outputs(out, name, frames[frame_idx], records, model_name, alpha, individual=False)
+            summary = write_outputs(out, name, frames[frame_idx], records, model_name, alpha, individual=False,
+                                    noun="object")
             summaries.append({**summary, "frame": frame_idx})
             bar.advance(1)
     summaries.sort(key=lambda s: s["frame"])

@@ -47,6 +47,42 @@ def overlay(image: np.ndarray, masks: list[np.ndarray], prompts: list[dict | Non
     return canvas
 
 
+LEGEND_ENTRIES = 30
+"""At most this many masks are named in an overlay's legend (automatic masks can be hundreds); the rest are
+counted in a last entry."""
+
+
+def legend_names(records: list[dict], noun: str) -> list[str]:
+    """One legend label per mask: its id (as in the ids PNG and the JSON), its predicted IoU when there is one, and
+    "absent" for an empty mask (a tracked object that is not in the frame)."""
+    names = []
+    for index, record in enumerate(records):
+        name = f"{noun} {index + 1}"
+        if record.get("predicted_iou") is not None:
+            name += f" iou {record['predicted_iou']:.2f}"
+        if not record["area"]:
+            name += " absent"
+        names.append(name)
+    return names
+
+
+def with_legend(picture: np.ndarray, records: list[dict], noun: str) -> np.ndarray:
+    """``picture`` with a white strip below naming each mask's colour (see :func:`legend_names`)."""
+    from ..viz.draw import legend, stack
+
+    names = legend_names(records, noun)
+    colours = mask_colours(len(records))
+    shown = list(range(min(len(names), LEGEND_ENTRIES)))
+    if len(names) > LEGEND_ENTRIES:
+        names = names[:LEGEND_ENTRIES] + [f"+{len(records) - LEGEND_ENTRIES} more"]
+        shown.append(LEGEND_ENTRIES)  # no colour of its own: drawn grey
+        colours = colours[:LEGEND_ENTRIES]
+    if not names:
+        names, shown = ["no masks"], [0]
+        colours = colours[:0]
+    return stack([picture, legend(names, colours, shown, picture.shape[1])], gap=0)
+
+
 def encode_rle(rle: dict) -> tuple[dict, str]:
     """COCO's compressed RLE when pycocotools is installed, else the uncompressed one."""
     try:
@@ -59,7 +95,9 @@ def encode_rle(rle: dict) -> tuple[dict, str]:
 
 
 def write_outputs(out: Path, name: Path, image: np.ndarray, records: list[dict], model_name: str, alpha: float,
-                  individual: bool) -> dict:
+                  individual: bool, noun: str = "mask") -> dict:
+    """Write the ids PNG, the mask PNGs (``individual``), the overlay (the image's size, then the legend strip
+    naming each ``noun`` by its id) and the JSON of one image; returns its summary line."""
     import cv2
 
     from .cli import write_atomic
@@ -85,7 +123,7 @@ def write_outputs(out: Path, name: Path, image: np.ndarray, records: list[dict],
         for index, mask in enumerate(masks):
             write_atomic(base.with_name(f"{base.name}_mask_{index + 1}.png"),
                          cv2.imencode(".png", mask.astype(np.uint8) * 255)[1].tobytes())
-    picture = overlay(image, masks, [r.get("prompt") for r in records], alpha)
+    picture = with_legend(overlay(image, masks, [r.get("prompt") for r in records], alpha), records, noun)
     write_atomic(base.with_name(files["overlay"]), cv2.imencode(".png", picture[..., ::-1])[1].tobytes())
     summary = {"image": name.as_posix(), "model": model_name, "height": image.shape[0], "width": image.shape[1],
                "masks": entries}

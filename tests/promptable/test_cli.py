@@ -11,6 +11,7 @@ import torch
 
 from segkit import cli
 from segkit.promptable import SamPredictor, build_promptable
+from segkit.promptable.render import mask_colours
 
 from .official import randomize
 from .test_automatic import DiskSam
@@ -63,8 +64,12 @@ def test_points_and_box_write_masks_overlay_and_json(images, tmp_path, disk_mode
         ys, xs = np.nonzero(mask)
         assert record["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()]
         assert record["rle_format"] == "coco"
-        overlay = cv2.imread(str(out / f"{name}_overlay.png"))
-        assert overlay.shape == (48, 64, 3)
+        overlay = cv2.imread(str(out / f"{name}_overlay.png"))[..., ::-1]
+        assert overlay.shape[1] == 64 and overlay.shape[0] > 48  # the image, then the legend strip
+        legend = overlay[48:]
+        assert (legend == 255).all(axis=-1).mean() > 0.5  # a white strip with a swatch of mask 1's colour
+        colour = mask_colours(1)[0].astype(np.uint8)
+        assert (np.abs(legend.astype(int) - colour).max(axis=-1) <= 1).sum() >= 16
     lines = (out / "masks.jsonl").read_text().splitlines()
     assert [json.loads(line)["image"] for line in lines] == ["a.png", "nested/b.png"]
 
@@ -154,3 +159,18 @@ def test_a_real_model_runs_from_its_checkpoint(images, tmp_path):
     best = int(np.argmax(scores))
     assert abs(record["score"] - scores[best]) < 1e-5
     np.testing.assert_array_equal(cv2.imread(str(out / "a_mask_1.png"), cv2.IMREAD_UNCHANGED) > 0, masks[best])
+
+
+def test_overlay_legend_names_each_mask_by_id():
+    from segkit.promptable.render import LEGEND_ENTRIES, legend_names, with_legend
+
+    records = [{"predicted_iou": 0.914, "area": 30}, {"predicted_iou": None, "area": 0}]
+    assert legend_names(records, "mask") == ["mask 1 iou 0.91", "mask 2 absent"]
+    assert legend_names(records[1:], "object") == ["object 1 absent"]
+    picture = np.zeros((40, 300, 3), np.uint8)
+    one_row = with_legend(picture, records, "mask")
+    assert one_row.shape[1] == 300 and one_row.shape[0] > 40
+    np.testing.assert_array_equal(one_row[:40], picture)
+    many = with_legend(picture, [{"predicted_iou": 0.5, "area": 1}] * (LEGEND_ENTRIES + 5), "mask")
+    assert many.shape[0] > one_row.shape[0]  # wrapped onto more rows, the last entry counting the rest
+    assert with_legend(picture, [], "mask").shape[0] > 40  # "no masks"

@@ -156,7 +156,7 @@ def test_segkit_infer_video_writes_every_frame(model, tmp_path, monkeypatch, cap
         ids = cv2.imread(str(out / "clip" / f"{index:05d}_masks.png"), cv2.IMREAD_UNCHANGED)
         assert ids.shape == (40, 56) and set(np.unique(ids)) <= {0, 1, 2}
         overlay = cv2.imread(str(out / "clip" / f"{index:05d}_overlay.png"))
-        assert overlay.shape == (40, 56, 3)
+        assert overlay.shape[1] == 56 and overlay.shape[0] > 40  # the frame, then the legend of the objects
         record = json.loads((out / "clip" / f"{index:05d}.json").read_text())
         assert len(record["masks"]) == 2
     first = json.loads((out / "clip" / "00000.json").read_text())
