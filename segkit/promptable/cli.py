@@ -246,7 +246,7 @@ def infer_video(model_name: str, inputs: list[Path], out: Path, *, checkpoint: P
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_promptable(model_name, checkpoint=checkpoint, device=device,
                             **({} if image_size is None else {"image_size": image_size}))
-    predictor = Sam2VideoPredictor(model)
+    predictor = Sam2VideoPredictor(model, fill_hole_area=8)  # build_sam2_video_predictor's post-processing
     state = predictor.init_state(frames)
     for frame_idx, sets in sorted(prompts.items()):
         for obj_index, prompt in enumerate(sets):

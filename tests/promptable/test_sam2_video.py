@@ -141,6 +141,14 @@ def test_segkit_infer_video_writes_every_frame(model, tmp_path, monkeypatch, cap
     import cv2
 
     monkeypatch.setattr("segkit.promptable.checkpoint.load_promptable", lambda name, **kwargs: model)
+    made = []
+
+    class Recording(Sam2VideoPredictor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr("segkit.promptable.sam2_video.Sam2VideoPredictor", Recording)
     clip = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 5, (56, 40))
     for frame in frames(4):
@@ -159,6 +167,7 @@ def test_segkit_infer_video_writes_every_frame(model, tmp_path, monkeypatch, cap
         assert overlay.shape[1] == 56 and overlay.shape[0] > 40  # the frame, then the legend of the objects
         record = json.loads((out / "clip" / f"{index:05d}.json").read_text())
         assert len(record["masks"]) == 2
+    assert [p.fill_hole_area for p in made] == [8]  # the official video predictor's post-processing
     first = json.loads((out / "clip" / "00000.json").read_text())
     assert first["masks"][0]["prompt"] == {"box": [8.0, 6.0, 32.0, 26.0]}  # prompts drawn on the prompted frame
 
