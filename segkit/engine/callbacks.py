@@ -191,8 +191,18 @@ class ProgressDisplay(Callback):
 
     def print(self, text: str) -> None:
         """A line kept in the scrollback: wrapped at word boundaries on a terminal, one line in a file."""
-        (self.progress.console if self.progress is not None else self.console).print(
-            text, highlight=False, markup=False, soft_wrap=not self.live)
+        with self._live_lock():
+            (self.progress.console if self.progress is not None else self.console).print(
+                text, highlight=False, markup=False, soft_wrap=not self.live)
+
+    def _live_lock(self):
+        """The live display's lock, held while this thread prints: rich's refresh thread could otherwise redraw
+        between this print's cursor move (computed from the last drawn height) and its write, and the move would
+        then erase the summary line above the bars (seen when the evaluation bar disappeared)."""
+        import contextlib
+
+        live = getattr(self.progress, "live", None)
+        return getattr(live, "_lock", None) or contextlib.nullcontext()
 
     def on_step_end(self, trainer: Trainer, logs: dict) -> None:
         self.last_logs = logs
@@ -220,7 +230,9 @@ class ProgressDisplay(Callback):
 
     def on_eval_end(self, trainer: Trainer, metrics: dict) -> None:
         if self.eval_task is not None:
-            self.progress.remove_task(self.eval_task)
+            with self._live_lock():
+                self.progress.remove_task(self.eval_task)
+                self.progress.refresh()  # drawn now, by this thread: the next print moves over the right height
             self.eval_task = None
         seconds = time.perf_counter() - self.eval_started
         self.eval_line = f"eval {format_duration(seconds)}, {self.eval_done / max(seconds, 1e-9):.1f} img/s"

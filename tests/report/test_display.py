@@ -34,6 +34,23 @@ def test_terminal_display_fits_80_columns(tiny_recipe):
     assert any(line.startswith("finished 2 epochs (6 iterations) in") for line in lines)
 
 
+def test_summary_lines_are_printed_under_the_live_lock(tiny_recipe):
+    """rich's refresh thread must not redraw between a summary line's cursor move and its write (it erased the line
+    above the bars when the evaluation bar went away)."""
+    owned = []
+
+    class Recording(Console):
+        def print(self, *objects, **kwargs):
+            text = str(objects[0]) if objects else ""
+            if self._live_stack and " done in " in text:
+                owned.append(self._live_stack[-1]._lock._is_owned())
+            super().print(*objects, **kwargs)
+
+    console = Recording(file=io.StringIO(), force_terminal=True, width=80, color_system=None)
+    api.train(tiny_recipe, ["report_to=[]", "vis_samples=0"], console=console)
+    assert owned == [True, True]  # both epochs' summary lines
+
+
 def test_piped_display(tiny_recipe):
     proc = subprocess.run([sys.executable, "-m", "segkit", "train", str(tiny_recipe), "--report-to", "none"],
                           capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, timeout=600)
