@@ -31,7 +31,8 @@ def test_missing_dataset_folder_is_reported_once(tmp_path):
     assert code == 2, output
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "data/my_dataset" in errors[0], output
-    assert output.count("data/my_dataset") == 1, output
+    assert output.count("image directory not found: data/my_dataset/images/train") == 1, output
+    assert "dataset.rootdir = 'data/my_dataset'" in errors[0]  # the recipe key that points there
     assert not any(noise in output for noise in NOISE), output
 
 
