@@ -158,21 +158,35 @@ def slide_logits(
     boxes = slide_windows(height, width, cropsize, stride)
     dtype = torch.promote_types(images.dtype, torch.float32)
     layout = torch.channels_last if images.device.type == "cpu" else torch.contiguous_format
-    if layout == torch.channels_last:
-        summed = images.new_zeros((batch, height, width, num_classes), dtype=dtype).permute(0, 3, 1, 2)
-    else:
-        summed = images.new_zeros((batch, num_classes, height, width), dtype=dtype)
+    firsts = _first_cover(height, width, cropsize, stride)
+    summed = None
     for start in range(0, len(boxes), window_batch):
         group = boxes[start : start + window_batch]
         if len(group) == 1:
             y1, y2, x1, x2 = group[0]
-            crops = images[:, :, y1:y2, x1:x2]
+            crops = images[:, :, y1:y2, x1:x2].contiguous()  # the model's first layers read it faster so
         else:
             crops = torch.cat([images[:, :, y1:y2, x1:x2] for y1, y2, x1, x2 in group])
         logits = _forward(model, crops, num_classes).contiguous(memory_format=layout)
+        if summed is None:  # not zero-filled: each pixel's first window is copied in, the others added
+            make = torch.zeros if logits.requires_grad else torch.empty
+            if layout == torch.channels_last:
+                summed = make((batch, height, width, num_classes), dtype=dtype, device=images.device)
+                summed = summed.permute(0, 3, 1, 2)
+            else:
+                summed = make((batch, num_classes, height, width), dtype=dtype, device=images.device)
         for k, (y1, y2, x1, x2) in enumerate(group):  # one window at a time: a window-sized buffer, reused
             window = _resize(logits[k * batch : (k + 1) * batch], (y2 - y1, x2 - x1), align_corners)
-            summed[:, :, y1:y2, x1:x2] += window.softmax(dim=1) if use_probs else window
+            window = window.softmax(dim=1) if use_probs else window
+            if logits.requires_grad:  # zero-filled: summed in place, as autograd follows it
+                summed[:, :, y1:y2, x1:x2] += window
+                continue
+            ny, nx = firsts[(y1, x1)]  # [ny, y2) x [nx, x2) is new; the rest was covered by earlier windows
+            summed[:, :, ny:y2, nx:x2].copy_(window[:, :, ny - y1 :, nx - x1 :])
+            if ny > y1:
+                summed[:, :, y1:ny, x1:x2] += window[:, :, : ny - y1]
+            if nx > x1:
+                summed[:, :, ny:y2, x1:nx] += window[:, :, ny - y1 :, : nx - x1]
     if summed.requires_grad:
         return summed / _window_counts(height, width, cropsize, stride, summed)
     rows, cols = _grid_axes(height, width, cropsize, stride)
@@ -181,6 +195,20 @@ def slide_logits(
             if row_count * col_count != 1:
                 summed[:, :, y1:y2, x1:x2].div_(row_count * col_count)
     return summed
+
+
+def _first_cover(height: int, width: int, cropsize: Size, stride: Size) -> dict[tuple[int, int], tuple[int, int]]:
+    """For each window of :func:`slide_windows` (keyed by its top-left corner), the corner ``(ny, nx)`` of the part
+    no earlier window (in that order) covers, which is ``[ny, y2) x [nx, x2)``: the earlier rows of the grid cover
+    every column up to the previous row's end, and the earlier windows of its row every row of it up to the previous
+    column's end."""
+    rows, cols = _grid_axes(height, width, cropsize, stride)
+    firsts = {}
+    for r, (y1, _) in enumerate(rows):
+        ny = max(y1, rows[r - 1][1]) if r else y1
+        for c, (x1, _) in enumerate(cols):
+            firsts[(y1, x1)] = (ny, max(x1, cols[c - 1][1]) if c else x1)
+    return firsts
 
 
 def _coverage_runs(intervals: list[tuple[int, int]], size: int) -> list[tuple[int, int, int]]:

@@ -101,3 +101,26 @@ def test_tta_passes_accumulate_in_place_to_the_same_average(images):
     passes = [F.interpolate(p, size=(70, 101), mode="bilinear") if p.shape[-2:] != (70, 101) else p for p in passes]
     out = predict_logits(model, images, multiscale=(0.75, 1.0), **kwargs)
     torch.testing.assert_close(out, (passes[0] + passes[1]) / 2, rtol=1e-6, atol=1e-6)
+
+
+def test_first_covering_windows_are_copied_and_gradients_still_flow(images):
+    """Without gradients the output is not zero-filled (each pixel's first window is copied in), so an uncovered
+    pixel would keep garbage: the values equal the reference on a grid with every kind of overlap; with gradients
+    the zero-filled sum is differentiable."""
+    model = Head()
+    garbage = torch.full((2, 70, 101, NUM_CLASSES), float("nan"))  # what torch.empty may hand out
+    original = torch.empty
+    torch.empty = lambda *a, **k: garbage.clone() if a and tuple(a[0]) == tuple(garbage.shape) else original(*a, **k)
+    try:
+        with torch.no_grad():
+            ours = slide_logits(model, images, num_classes=NUM_CLASSES, cropsize=(40, 24), stride=(16, 20))
+    finally:
+        torch.empty = original
+    with torch.no_grad():
+        expected = reference_slide(model, images, (40, 24), (16, 20))
+    assert not ours.isnan().any()
+    torch.testing.assert_close(ours, expected, rtol=1e-6, atol=2e-6)
+    with_grad = slide_logits(model, images, num_classes=NUM_CLASSES, cropsize=(40, 24), stride=(16, 20))
+    assert with_grad.requires_grad
+    with_grad.sum().backward()
+    assert model.conv.weight.grad is not None and model.conv.weight.grad.abs().sum() > 0
