@@ -62,7 +62,7 @@ def _run(thread_counts: list[int], busy: int = 0) -> list[dict]:
     processes together; return the timing processes' results."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     start = time.time() + 8.0  # after every process has imported torch (started_late_s > 0 says one had not)
-    spinners = [subprocess.Popen([sys.executable, "-c", BUSY, str(SECONDS + 3.0)]) for _ in range(busy)]
+    spinners = [subprocess.Popen([sys.executable, "-c", BUSY, str(8.0 + SECONDS + 3.0)]) for _ in range(busy)]
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(n), str(SECONDS), str(start)], env=env,
                               stdout=subprocess.PIPE, text=True) for n in thread_counts]
     results = [json.loads(p.communicate()[0]) for p in procs]
