@@ -94,8 +94,9 @@ def loss_keys(rows: list[dict]) -> list[str]:
 
 
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
-    """``plots/loss.png`` (every loss term), ``plots/lr.png`` and ``plots/miou.png`` (mIoU, mAcc, aAcc per
-    evaluation) of one run; returns the files written."""
+    """``plots/loss.png`` (every loss term), ``plots/lr.png`` and ``plots/miou.png`` (the mean metrics recorded at
+    each evaluation: mIoU, mAcc, aAcc, mDice, mFscore as ``inference.evaluate.metric_list`` selects) of one run;
+    returns the files written."""
     require_matplotlib()
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "plots"
@@ -118,11 +119,14 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
 
     figure, axes = _figure()
     ax = axes[0][0]
-    for key in ("mIoU", "mAcc", "aAcc"):
+    drawn = 0
+    for key in ("mIoU", "mAcc", "aAcc", "mDice", "mFscore"):  # those metric_list kept in metrics.jsonl
         xs, ys = _series(evals, key, x="epoch")
-        ax.plot(xs, ys, marker="o", label=key)
+        if xs:
+            ax.plot(xs, ys, marker="o", label=key)
+            drawn += 1
     ax.set_ylim(0, 1)
-    _decorate(ax, "evaluation", "epoch", "score", legend=bool(evals))
+    _decorate(ax, "evaluation", "epoch", "score", legend=drawn > 0)
     written.append(save_figure(figure, out_dir / "miou.png"))
     return written
 

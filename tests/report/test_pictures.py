@@ -79,3 +79,23 @@ def test_plot_compare_two_runs(trained_run, tmp_path):
     out = plot_compare([trained_run, trained_run], tmp_path / "compare.png")
     width, height = png_size(out)
     assert width >= 1000 and height >= 600
+
+
+def test_evaluation_plot_draws_only_the_recorded_metrics(tmp_path, monkeypatch):
+    """metric_list keeps mAcc/aAcc out of metrics.jsonl: the plot's legend must not list them."""
+    import json
+
+    from matplotlib.axes import Axes
+
+    from segkit.viz.plots import plot_run
+
+    rows = [{"kind": "train", "iter": i, "epoch": 1, "loss_total": 1.0 / i, "lr": 0.01} for i in range(1, 4)]
+    rows += [{"kind": "eval", "epoch": e, "iter": 3 * e, "mIoU": 0.5 + 0.1 * e, "mDice": 0.6 + 0.1 * e}
+             for e in (1, 2)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    labels = []
+    original = Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda self, *a, **k: labels.append(k.get("label")) or original(self, *a, **k))
+    written = plot_run(tmp_path)
+    assert [p.name for p in written] == ["loss.png", "lr.png", "miou.png"] and all(p.stat().st_size for p in written)
+    assert [label for label in labels if label in ("mIoU", "mAcc", "aAcc", "mDice", "mFscore")] == ["mIoU", "mDice"]
