@@ -180,8 +180,12 @@ class ProgressDisplay(Callback):
     def on_train_start(self, trainer: Trainer) -> None:
         self.started = self.epoch_started = time.perf_counter()
         self.last_logs: dict = {}
-        self.console.print(f"[bold]segkit train[/] {trainer.summary()}")
-        self.console.print(trainer.cpu_plan.describe(), highlight=False, markup=False)
+        from rich.markup import escape
+
+        # wrapped at word boundaries on a terminal (the CLI's console soft-wraps), one line in a file
+        self.console.print(f"[bold]segkit train[/] {escape(trainer.summary())}", highlight=False,
+                           soft_wrap=not self.live)
+        self.console.print(trainer.cpu_plan.describe(), highlight=False, markup=False, soft_wrap=not self.live)
         if self.live:
             self.progress = TrainProgress(*progress_columns(), console=self.console, transient=False,
                                           expand=True)
