@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -258,7 +259,7 @@ def run(num_images: int = 16, repeats: int = 7) -> dict:
         bounds = dataset.pipeline.compact_bounds()
 
         def read_compact(index: int) -> dict:
-            dataset._compact_bounds = bounds  # as __getitem__ reads for this pipeline
+            dataset._compact_bounds = (threading.get_ident(), bounds)  # as __getitem__ reads for this pipeline
             try:
                 return dataset.read(ids[index])
             finally:

@@ -229,3 +229,25 @@ def test_dataset_reads_int16_labels_only_for_a_compacting_pipeline(tmp_path, mon
     seen.clear()
     assert fast.read("a")["seg_target"].dtype == np.int64  # read() on its own keeps its contract
     assert dataset(mode="TEST")[0]["seg_target"].dtype == torch.int64 and seen == [np.int64, np.int64]
+
+
+def test_int16_reads_stay_in_the_thread_that_asked_for_them(tmp_path):
+    """check-data reads label maps from a thread pool: a read in another thread while one __getitem__ has asked for
+    int16 labels still gets the int64 of read()'s contract, and the tables are made safely from many threads."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.random.default_rng(0).integers(0, 7, (20, 30)).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((20, 30, 3), np.uint8))
+    dataset = BaseDataset(rootdir=str(tmp_path), image_dir=".", ann_dir=".", imageids=["a"], num_classes=6,
+                          clsid2label={0: -100, **{i: i - 1 for i in range(1, 7)}}, image_ext=".jpg",
+                          data_pipelines=ADE)
+    with ThreadPoolExecutor(8) as pool:  # first use of the tables from 8 threads at once
+        dtypes = set(pool.map(lambda _: dataset.read("a")["seg_target"].dtype, range(64)))
+    assert dtypes == {np.dtype(np.int64)}
+    dataset._compact_bounds = (threading.get_ident() + 1, (-100, -1))  # another thread's request
+    assert dataset.read("a")["seg_target"].dtype == np.int64
+    dataset._compact_bounds = (threading.get_ident(), (-100, -1))  # this thread's
+    assert dataset.read("a")["seg_target"].dtype == np.int16

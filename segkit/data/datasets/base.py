@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -144,7 +145,8 @@ class BaseDataset(Dataset):
         if not self.imageids:
             raise DataError(f"no images for split '{set}' in {self.image_dir} (looked for '*{image_ext}')")
         self._luts: dict = {}  # raw-value tables, made once (see _lut, _uint8_tables)
-        self._compact_bounds: tuple[int, int] | None = None  # set by __getitem__ while the pipeline compacts labels
+        # (thread id, bounds) while __getitem__ reads for a pipeline that compacts labels (other threads unaffected)
+        self._compact_bounds: tuple[int, tuple[int, int]] | None = None
 
     # ----------------------------------------------------------------- setup
     def _set_classes(
@@ -197,7 +199,7 @@ class BaseDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         # a pipeline that carries label maps as int16 until ToTensor gets them remapped straight into int16
         bounds = getattr(self.pipeline, "compact_bounds", lambda: None)() if self.mode != "TEST" else None
-        self._compact_bounds = bounds
+        self._compact_bounds = (threading.get_ident(), bounds) if bounds is not None else None
         try:
             sample = self.load(self.imageids[index % len(self.imageids)], rng)
         finally:
@@ -286,8 +288,7 @@ class BaseDataset(Dataset):
         labels (int64 bit patterns copied as float64 entries, which ``cv2.LUT`` moves without arithmetic), or ``int16``
         ones while ``__getitem__`` feeds a pipeline that compacts label maps to ``int16`` anyway."""
         raw = np.ascontiguousarray(raw)
-        lut, bad, lut16, lut64 = self._uint8_tables()
-        first_bad = self._luts["uint8_first_bad"]  # values below it are all fine: a max says enough, usually
+        lut, bad, lut16, lut64, first_bad = self._uint8_tables()  # raw values below first_bad are all fine
         if (not raw.size or int(raw.max()) >= first_bad) and cv2.countNonZero(cv2.LUT(raw, bad)):
             present = np.zeros(256, bool)
             present[np.unique(raw)] = True
@@ -300,22 +301,22 @@ class BaseDataset(Dataset):
                 )
             lut = np.where(bad.astype(bool), self.ignore_index, lut)
             lut16, lut64 = lut.astype(np.int16), np.ascontiguousarray(lut, np.int64).view(np.float64)
-        bounds = self._compact_bounds
-        if bounds is not None and -(1 << 15) <= min(bounds[0], int(lut.min())) and max(bounds[1], int(lut.max())) < 1 << 15:
+        owner, bounds = self._compact_bounds or (None, None)
+        if owner == threading.get_ident() and bounds is not None and -(1 << 15) <= min(bounds[0], int(lut.min())) and max(bounds[1], int(lut.max())) < 1 << 15:
             return cv2.LUT(raw, lut16)  # what Compose's compaction would make of the int64 map
         if not _LUT_COPIES_BITS:
             return lut[raw]
         return cv2.LUT(raw, lut64).view(np.int64)
 
-    def _uint8_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _uint8_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """For 8-bit maps: the label table, its "not a class nor ignore" marks (``uint8``), and the label table as
         ``int16`` and as ``int64`` bit patterns in ``float64`` entries (made once)."""
         if "uint8" not in self._luts:
             lut = self._lut(256)
             bad = ((lut < 0) | (lut >= self.num_classes)) & (lut != self.ignore_index)
-            self._luts["uint8"] = (lut, bad.astype(np.uint8), lut.astype(np.int16),
-                                   np.ascontiguousarray(lut, np.int64).view(np.float64))
-            self._luts["uint8_first_bad"] = int(np.argmax(bad)) if bad.any() else 256
+            first_bad = int(np.argmax(bad)) if bad.any() else 256
+            self._luts["uint8"] = (lut, bad.astype(np.uint8), lut.astype(np.int16),  # one assignment: threads
+                                   np.ascontiguousarray(lut, np.int64).view(np.float64), first_bad)
         return self._luts["uint8"]
 
     def __repr__(self) -> str:
