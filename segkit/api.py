@@ -248,9 +248,9 @@ def evaluate(target: str | Path, *, checkpoint: str | Path | None = None, overri
         metrics = run_eval(model, loader, num_classes=rec.num_classes,
                            classnames=getattr(dataset, "classnames", None), device=dev, infer_kwargs=kwargs,
                            on_batch=progress.advance if progress is not None else None)
-    from .evaluation.metrics import report_metrics
+    from .evaluation.metrics import filter_metrics
 
-    metrics = report_metrics(metrics, rec.inference.evaluate.metric_list)  # what is written and returned
+    metrics = filter_metrics(metrics, rec.inference.evaluate.metric_list)  # what is written and returned
     metrics["checkpoint"] = str(ckpt)
     metrics["result_file"] = str(record_evaluation(
         rec.work_dir, ckpt, metrics, tta=tta, ema=ema, inference=kwargs, num_images=len(dataset),

@@ -67,18 +67,18 @@ def format_logs(logs: dict) -> str:
 def reported_metrics(trainer: Trainer) -> dict:
     """The last evaluation's metrics that ``inference.evaluate.metric_list`` selects (what is printed and written;
     ``trainer.metrics`` keeps them all, for the best checkpoint, the trackers and the per-class tables)."""
-    from ..evaluation.metrics import report_metrics
+    from ..evaluation.metrics import filter_metrics
 
-    return report_metrics(trainer.metrics, trainer.recipe.inference.evaluate.metric_list) if trainer.metrics else {}
+    return filter_metrics(trainer.metrics, trainer.recipe.inference.evaluate.metric_list) if trainer.metrics else {}
 
 
 def shows_best_miou(trainer: Trainer) -> bool:
     """Whether the best checkpoint's mIoU is printed: it is chosen by mIoU either way, but shown only when
     ``metric_list`` selects it."""
-    from ..evaluation.metrics import SSSEG_METRIC_KEYS
+    from ..evaluation.metrics import filter_metrics, result_keys
 
-    names = trainer.recipe.inference.evaluate.metric_list
-    return trainer.best_miou >= 0 and "mIoU" in (SSSEG_METRIC_KEYS.get(n.lower(), n) for n in names)
+    listed = filter_metrics(dict.fromkeys(result_keys()), trainer.recipe.inference.evaluate.metric_list)
+    return trainer.best_miou >= 0 and "mIoU" in listed
 
 
 def resume_command(trainer: Trainer) -> str:

@@ -226,7 +226,10 @@ def result_keys() -> list[str]:
 
 
 def filter_metrics(results: Mapping[str, Any], metric_list: Sequence[str]) -> dict[str, Any]:
-    """Keep only the metrics named in ``metric_list`` (SSSegmentation names such as ``miou``, or segkit keys).
+    """Keep only the metrics named in ``metric_list`` (SSSegmentation names such as ``miou``, or segkit keys), in
+    the list's order: what is printed and written (the epoch line, ``log.txt``, ``metrics.jsonl``, ``eval/*.json``,
+    ``segkit eval``). Everything is still computed: the best checkpoint is chosen by ``mIoU`` whether or not it is
+    listed, and the confusion matrix, ``eval/per_class.csv`` and the experiment trackers keep every metric.
 
     An unknown name raises :class:`~segkit.errors.SegkitError` listing the valid ones (SSSegmentation asserts).
     """
@@ -240,15 +243,6 @@ def filter_metrics(results: Mapping[str, Any], metric_list: Sequence[str]) -> di
             )
         selected[key] = results[key]
     return selected
-
-
-def report_metrics(results: Mapping[str, Any], metric_list: Sequence[str]) -> dict[str, Any]:
-    """What ``inference.evaluate.metric_list`` selects of ``results``, for what is printed and written (the epoch
-    line, ``log.txt``, ``metrics.jsonl``, ``eval/*.json``, ``segkit eval``), in the list's order.
-
-    Everything is still computed: the best checkpoint is chosen by ``mIoU`` whether or not it is listed, and the
-    confusion matrix, ``eval/per_class.csv`` and the experiment trackers keep every metric."""
-    return filter_metrics(results, metric_list)
 
 
 def metric_summary(selected: Mapping[str, Any], digits: int = 4) -> str:
