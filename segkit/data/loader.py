@@ -201,6 +201,24 @@ def set_epoch(loader: DataLoader, epoch: int) -> None:
         loader.generator.manual_seed(_generator_seed(getattr(loader, "segkit_seed", 0), epoch))
 
 
+def remaining_batches(loader, skip: int):
+    """The batches of ``loader``'s current epoch after the first ``skip`` (call after ``set_epoch``): a loader of
+    the same kind and settings over the sampler's remaining indices, so the skipped images are never loaded. The
+    batches are the ones the full epoch would give (the sampler's order depends only on seed and epoch, each
+    sample's augmentation only on seed, epoch and index)."""
+    indices = list(loader.sampler)[skip * loader.batch_size:]
+    options = {"batch_size": loader.batch_size, "sampler": indices, "num_workers": loader.num_workers,
+               "collate_fn": loader.collate_fn, "pin_memory": loader.pin_memory, "drop_last": loader.drop_last,
+               "worker_init_fn": loader.worker_init_fn, "generator": loader.generator, "timeout": loader.timeout,
+               "multiprocessing_context": loader.multiprocessing_context}
+    if loader.num_workers:
+        options.update(prefetch_factor=loader.prefetch_factor, persistent_workers=loader.persistent_workers)
+    resumed = type(loader)(loader.dataset, **options)
+    resumed.segkit_seed = getattr(loader, "segkit_seed", 0)
+    return resumed
+
+
+
 # --------------------------------------------------------------------------- collation
 def _stack(samples: list[dict], key: str, advice: str) -> torch.Tensor:
     values = [sample[key] for sample in samples]

@@ -5,8 +5,8 @@ rewritten every epoch) and ``best.pt`` (weights and EMA only, when the mIoU impr
 is kept only when ``save_interval_epochs`` is set, the newest ``max_keep_ckpts`` of them when that is set too
 (MMSegmentation's names). With ``save_interval_iters`` (segkit's addition) ``last.pt`` is also rewritten every N
 iterations inside an epoch: its ``epoch`` is then the last finished epoch and ``epoch_iter`` the iterations done in
-the next one, which a resumed run skips (without loading their images) before it continues. ``--resume`` continues
-from the newest of these that loads, saying which it skipped.
+the next one, which a resumed run skips (without loading their images: :func:`segkit.data.loader.remaining_batches`)
+before it continues. ``--resume`` continues from the newest of these that loads, saying which it skipped.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = ["atomic_write_bytes", "find_resume_checkpoint", "load_checkpoint", "load_model_weights",
-           "remaining_batches", "save_checkpoint", "save_epoch_checkpoints", "save_iteration_checkpoint"]
+           "save_checkpoint", "save_epoch_checkpoints", "save_iteration_checkpoint"]
 
 EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pt$")
 WEIGHT_KEYS = ("model", "ema", "epoch", "iteration", "best_miou", "recipe")
@@ -183,23 +183,6 @@ def find_resume_checkpoint(ckpt_dir: Path, console: Console | None = None) -> Pa
         console.print(f"resume: {notes}; resuming from {chosen}, the newest checkpoint that loads",
                       highlight=False, markup=False)
     return chosen
-
-
-def remaining_batches(loader, skip: int):
-    """The batches of ``loader``'s current epoch after the first ``skip`` (call after ``set_epoch``): a loader of
-    the same kind and settings over the sampler's remaining indices, so the skipped images are never loaded. The
-    batches are the ones the full epoch would give (the sampler's order depends only on seed and epoch, each
-    sample's augmentation only on seed, epoch and index)."""
-    indices = list(loader.sampler)[skip * loader.batch_size:]
-    options = {"batch_size": loader.batch_size, "sampler": indices, "num_workers": loader.num_workers,
-               "collate_fn": loader.collate_fn, "pin_memory": loader.pin_memory, "drop_last": loader.drop_last,
-               "worker_init_fn": loader.worker_init_fn, "generator": loader.generator, "timeout": loader.timeout,
-               "multiprocessing_context": loader.multiprocessing_context}
-    if loader.num_workers:
-        options.update(prefetch_factor=loader.prefetch_factor, persistent_workers=loader.persistent_workers)
-    resumed = type(loader)(loader.dataset, **options)
-    resumed.segkit_seed = getattr(loader, "segkit_seed", 0)
-    return resumed
 
 
 def trim_run_log(work_dir: Path, iteration: int) -> None:

@@ -14,7 +14,7 @@ from rich.console import Console
 from torch import nn
 
 from ..data.datasets.build import build_dataset
-from ..data.loader import build_dataloader, set_epoch
+from ..data.loader import build_dataloader, remaining_batches, set_epoch
 from ..evaluation.metrics import ConfusionMatrix
 from ..models.build import build_criterion, build_segmentor
 from ..recipe.schema import Recipe
@@ -29,7 +29,7 @@ from .accel import (
 )
 from .amp import Amp
 from .callbacks import Callback, Checkpointer, ProgressDisplay, RunLog, reported_metrics, write_json
-from .checkpoint import load_checkpoint, load_model_weights, remaining_batches
+from .checkpoint import load_checkpoint, load_model_weights
 from .determinism import DeterministicOps
 from .distributed import DistContext, all_reduce_mean, barrier, convert_sync_batchnorm, sync_batchnorm_plan
 from .ema import ModelEMA

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from segkit.data.loader import build_dataloader, set_epoch
-from segkit.engine.checkpoint import remaining_batches
+from segkit.data.loader import build_dataloader, remaining_batches, set_epoch
 from segkit.fileio import FAULT_ENV
 
 ARGS = ["--deterministic", "--set", "scheduler.max_epochs=2", "--set", "training_logging_manager_cfg.log_interval_iters=1",
