@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from ...errors import DataError
 from ...registry import DATASETS, PREPARERS
 from ..transforms import build_pipeline
+from ..transforms.fused import fits_compact
 
 Palette = list[tuple[int, int, int]]
 
@@ -302,7 +303,7 @@ class BaseDataset(Dataset):
             lut = np.where(bad.astype(bool), self.ignore_index, lut)
             lut16, lut64 = lut.astype(np.int16), np.ascontiguousarray(lut, np.int64).view(np.float64)
         owner, bounds = self._compact_bounds or (None, None)
-        if owner == threading.get_ident() and bounds is not None and -(1 << 15) <= min(bounds[0], int(lut.min())) and max(bounds[1], int(lut.max())) < 1 << 15:
+        if owner == threading.get_ident() and fits_compact("seg_target", int(lut.min()), int(lut.max()), bounds):
             return cv2.LUT(raw, lut16)  # what Compose's compaction would make of the int64 map
         if not _LUT_COPIES_BITS:
             return lut[raw]

@@ -52,8 +52,7 @@ class Compose:
             return sample
         from . import fused
 
-        self.compact_bounds()  # (re)plans when the list changes
-        plan = self._plan
+        plan = self._current_plan()
         if plan.compact is not None:
             fused.compact_labels(sample, plan.compact)
         index = 0
@@ -80,13 +79,15 @@ class Compose:
     def compact_bounds(self) -> tuple[int, int] | None:
         """The label constants of the chain when its label maps travel as ``int16`` until ``ToTensor`` (a dataset
         may then read them as ``int16`` straight away), else ``None``."""
-        if not self.fast:
-            return None
+        return self._current_plan().compact if self.fast else None
+
+    def _current_plan(self):
+        """The fast paths of the current transform list (planned again when the list changes)."""
         from . import fused
 
         if self._planned_for != self.transforms:
             self._plan, self._planned_for = fused.make_plan(self.transforms), list(self.transforms)
-        return self._plan.compact
+        return self._plan
 
     def __len__(self) -> int:
         return len(self.transforms)

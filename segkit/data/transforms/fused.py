@@ -81,15 +81,19 @@ def make_plan(transforms: Sequence) -> FastPlan:
     return FastPlan(compact, tail, crops, photometric)
 
 
+def fits_compact(key: str, lo: int, hi: int, bounds: tuple[int, int]) -> bool:
+    """Whether label values in ``[lo, hi]`` and the chain's constants ``bounds`` fit ``COMPACT_TYPES[key]``."""
+    info = np.iinfo(COMPACT_TYPES[key])
+    return info.min <= min(lo, bounds[0]) and max(hi, bounds[1]) <= info.max
+
+
 def compact_labels(sample: dict, bounds: tuple[int, int]) -> None:
     """Store the sample's ``int64`` label maps in :data:`COMPACT_TYPES` where their values and ``bounds`` fit."""
     for key, kind in COMPACT_TYPES.items():
         labels = sample.get(key)
         if not isinstance(labels, np.ndarray) or labels.dtype != np.int64 or labels.ndim != 2 or not labels.size:
             continue
-        info = np.iinfo(kind)
-        lo, hi = min(int(labels.min()), bounds[0]), max(int(labels.max()), bounds[1])
-        if info.min <= lo and hi <= info.max:
+        if fits_compact(key, int(labels.min()), int(labels.max()), bounds):
             sample[key] = labels.astype(kind)
 
 
