@@ -166,6 +166,16 @@ def official_video_pair(version: str, tmp_path, overrides: tuple[str, ...] = (),
     return official, ours, frames_dir
 
 
+def prompt_both(official, state_a, ours, state_b, method: str = "add_new_points_or_box", **prompt) -> float:
+    """The same prompt given to the official video predictor and to segkit's: their object ids agree; returns the
+    relative difference of the masks they return."""
+    with torch.inference_mode():
+        _, ids_a, masks_a = getattr(official, method)(state_a, **prompt)
+    _, ids_b, masks_b = getattr(ours, method)(state_b, **prompt)
+    assert list(ids_a) == list(ids_b)
+    return relative(masks_a.numpy(), masks_b.numpy())
+
+
 @pytest.mark.parametrize("version", ["sam2.1", "sam2"])
 def test_sam2_tiny_video_matches_the_official_video_predictor(version, tmp_path):
     """Three objects (a click, a box, a mask) on frame 0 of a 5-frame video, propagated, then corrected: every
@@ -178,17 +188,11 @@ def test_sam2_tiny_video_matches_the_official_video_predictor(version, tmp_path)
                dict(frame_idx=0, obj_id=2, box=np.array([118.0, 83.0, 157.0, 117.0]))]
     worst = 0.0
     for prompt in prompts:
-        with torch.inference_mode():
-            _, ids_a, masks_a = official.add_new_points_or_box(state_a, **prompt)
-        _, ids_b, masks_b = ours.add_new_points_or_box(state_b, **prompt)
-        assert list(ids_a) == ids_b
-        worst = max(worst, relative(masks_a.numpy(), masks_b.numpy()))
+        worst = max(worst, prompt_both(official, state_a, ours, state_b, **prompt))
     given = np.zeros((120, 160), bool)  # a third object given as a mask
     given[10:40, 110:150] = True
-    with torch.inference_mode():
-        _, _, masks_a = official.add_new_mask(state_a, frame_idx=0, obj_id=3, mask=given)
-    _, _, masks_b = ours.add_new_mask(state_b, frame_idx=0, obj_id=3, mask=given)
-    worst = max(worst, relative(masks_a.numpy(), masks_b.numpy()))
+    worst = max(worst, prompt_both(official, state_a, ours, state_b, "add_new_mask", frame_idx=0, obj_id=3,
+                                   mask=given))
     with torch.inference_mode():
         expected = {t: m.clone() for t, _, m in official.propagate_in_video(state_a)}
     got = {t: m for t, _, m in ours.propagate_in_video(state_b)}
@@ -201,10 +205,7 @@ def test_sam2_tiny_video_matches_the_official_video_predictor(version, tmp_path)
     # a correction (a background click on a tracked frame), then propagation again from that frame
     correction = dict(frame_idx=3, obj_id=1, points=np.array([[95.0, 70.0]]), labels=np.array([0]),
                       clear_old_points=False)
-    with torch.inference_mode():
-        _, _, masks_a = official.add_new_points_or_box(state_a, **correction)
-    _, _, masks_b = ours.add_new_points_or_box(state_b, **correction)
-    worst = max(worst, relative(masks_a.numpy(), masks_b.numpy()))
+    worst = max(worst, prompt_both(official, state_a, ours, state_b, **correction))
     with torch.inference_mode():
         expected = {t: m.clone() for t, _, m in official.propagate_in_video(state_a, start_frame_idx=3)}
     got = {t: m for t, _, m in ours.propagate_in_video(state_b, start_frame_idx=3)}
@@ -258,11 +259,8 @@ def test_sam2_1_video_options_match_the_official_predictor(tmp_path, monkeypatch
                    dict(frame_idx=0, obj_id=3, box=np.array([20.0, 10.0, 110.0, 90.0]))]
         worst = 0.0
         for prompt in prompts:
-            with torch.inference_mode():
-                _, _, masks_a = official.add_new_points_or_box(state_a, **prompt)
-            _, _, masks_b = ours.add_new_points_or_box(state_b, **prompt)
+            worst = max(worst, prompt_both(official, state_a, ours, state_b, **prompt))
             plain.add_new_points_or_box(state_c, **prompt)
-            worst = max(worst, relative(masks_a.numpy(), masks_b.numpy()))
         with torch.inference_mode():
             expected = {t: m.clone() for t, _, m in official.propagate_in_video(state_a)}
     got = {t: m for t, _, m in ours.propagate_in_video(state_b)}
