@@ -251,3 +251,77 @@ def test_int16_reads_stay_in_the_thread_that_asked_for_them(tmp_path):
     assert dataset.read("a")["seg_target"].dtype == np.int64
     dataset._compact_bounds = (threading.get_ident(), (-100, -1))  # this thread's
     assert dataset.read("a")["seg_target"].dtype == np.int16
+
+
+def region_labels(seed: int, height: int, width: int, dtype=np.int16) -> np.ndarray:
+    """Label maps of a few rectangles of classes over a background with some void: long runs, as real maps have."""
+    rng = np.random.default_rng(seed)
+    seg = np.full((height, width), int(rng.integers(0, 5)), dtype)
+    for _ in range(int(rng.integers(2, 9))):
+        top, left = int(rng.integers(0, height)), int(rng.integers(0, width))
+        seg[top : top + int(rng.integers(1, height)), left : left + int(rng.integers(1, width))] = rng.choice(
+            [-100, 0, 1, 2, 3, 4, 7])
+    return seg
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_resampled_label_counts_equal_counting_the_gathered_window(seed):
+    from segkit.data.transforms.geometric import label_counts
+
+    rng = np.random.default_rng(seed)
+    height, width = int(rng.integers(5, 120)), int(rng.integers(5, 120))
+    seg = region_labels(seed, height, width, [np.int16, np.int32, np.int64][seed % 3])
+    for _ in range(8):  # upscales and downscales, windows anywhere
+        new_h, new_w = int(rng.integers(2, 3 * height)), int(rng.integers(2, 3 * width))
+        rows, cols = fused._nearest_indices(height, new_h), fused._nearest_indices(width, new_w)
+        crop_h, crop_w = int(rng.integers(1, new_h + 1)), int(rng.integers(1, new_w + 1))
+        top, left = int(rng.integers(0, new_h - crop_h + 1)), int(rng.integers(0, new_w - crop_w + 1))
+        window_rows, window_cols = rows[top : top + crop_h], cols[left : left + crop_w]
+        for ignore in (-100, 0, 255):
+            want = label_counts(seg.take(window_rows, 0).take(window_cols, 1), ignore)
+            got = fused.resampled_label_counts(seg, window_rows, window_cols, ignore)
+            if got is None:
+                continue
+            assert got.dtype == np.int64 and list(got[got > 0]) == list(want[want > 0])  # same classes, in order
+            assert got.sum() == want.sum()
+
+
+def test_resampled_label_counts_leave_noise_to_the_gathered_window():
+    rows, cols = fused._nearest_indices(40, 90), fused._nearest_indices(50, 110)
+    regions = region_labels(0, 40, 50)
+    assert fused.resampled_label_counts(regions, rows[:64], cols[:64], -100) is not None  # long runs: counted here
+    noise = np.random.default_rng(0).integers(0, 6, (40, 50)).astype(np.int16)
+    assert fused.resampled_label_counts(noise, rows[:64], cols[:64], -100) is None  # short runs: the caller gathers
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_windowed_resize_with_region_labels_draws_the_same_crops(seed):
+    """With long-run labels the crop check counts without gathering the window: the windows chosen, and so the
+    labels, are those of the transforms one by one."""
+    def sample(s):
+        out = make_sample(s, height=120, width=160)
+        out["seg_target"] = region_labels(s, 120, 160, np.int64)
+        return out
+
+    cfg = [dict(ADE[0], output_size=[512, 128]), ADE[1]]  # upscaled, then a 64x64 crop that often fails the check
+    fast, out_fast, out_plain = run_both(cfg, sample, seed, window=True)
+    assert fast._plan.crops == frozenset({0})
+    for key in ("seg_target", "edge_target", "img2aug_pos_mapper"):
+        assert np.array_equal(out_fast[key], out_plain[key]), key
+
+
+def test_photometric_scratch_planes_are_per_thread():
+    """The split planes PhotoMetricDistortion and Normalize reuse belong to one thread: many threads transforming
+    different images at once get what one thread gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pipeline = build_pipeline(ADE[3:])
+
+    def run(seed):
+        out = pipeline(make_sample(seed, height=64, width=64, mapper=False), np.random.default_rng(seed))
+        return out["image"]
+
+    alone = [run(seed) for seed in range(48)]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(run, range(48)))
+    assert all(torch.equal(a, b) for a, b in zip(alone, together, strict=True))

@@ -96,7 +96,10 @@ class RandomCrop:
         self.one_category_max_ratio = one_category_max_ratio
 
     def _acceptable(self, seg: np.ndarray) -> bool:
-        counts = label_counts(seg, self.ignore_index)
+        return self.accepts(label_counts(seg, self.ignore_index))
+
+    def accepts(self, counts: np.ndarray) -> bool:
+        """Whether a window whose labels have ``counts`` (``ignore_index`` left out) is kept."""
         total = counts.sum()
         return total > 0 and np.count_nonzero(counts) > 1 and counts.max() / total < self.one_category_max_ratio
 

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
 
 from ...registry import TRANSFORMS
 
 _IDENTITY = np.arange(256, dtype=np.uint8)
+_SCRATCH = threading.local()
+
+
+def _scratch_planes(height: int, width: int, count: int) -> list[np.ndarray]:
+    """``count`` ``uint8`` planes of ``height`` x ``width`` owned by this thread, reused from call to call: the
+    destination of ``cv2.split``, whose Python binding otherwise copies every plane it returns (3 planes of a 512x512
+    image: 0.15-0.3 ms, where splitting into given arrays takes 0.02-0.04 ms). Only for intermediates that do not
+    leave the function that asked for them."""
+    planes = getattr(_SCRATCH, "planes", None)
+    if planes is None or len(planes) < count or planes[0].shape != (height, width):
+        planes = [np.empty((height, width), np.uint8) for _ in range(max(count, 4))]
+        _SCRATCH.planes = planes
+    return planes[:count]
 
 
 def _affine_lut(lut: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
@@ -78,11 +93,14 @@ class PhotoMetricDistortion:
             image = cv2.LUT(image, lut)
         if saturation is None and hue is None:
             return image
-        hue_lut = ((np.arange(256) + (hue or 0)) % 180).astype(np.uint8)  # OpenCV's 8-bit hue lives in [0, 180)
-        sat_lut = _IDENTITY if saturation is None else _affine_lut(_IDENTITY, alpha=saturation)
-        hsv_lut = np.stack([hue_lut, sat_lut, _IDENTITY], axis=-1)[:, None, :]
-        hsv = cv2.LUT(cv2.cvtColor(image, cv2.COLOR_BGR2HSV), hsv_lut)
-        return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+        # the tables go to the H and S planes only (a 3-channel table would also copy V through the identity)
+        planes = cv2.split(hsv, _scratch_planes(*hsv.shape[:2], 3))
+        if hue is not None:
+            cv2.LUT(planes[0], ((np.arange(256) + hue) % 180).astype(np.uint8), dst=planes[0])  # 8-bit hue: [0, 180)
+        if saturation is not None:
+            cv2.LUT(planes[1], _affine_lut(_IDENTITY, alpha=saturation), dst=planes[1])
+        return cv2.cvtColor(cv2.merge(planes, dst=hsv), cv2.COLOR_HSV2BGR)
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         image = sample["image"]
@@ -142,7 +160,7 @@ class Normalize:
 
         ``out`` is a CxHxW ``float32`` buffer to write into (it may be a window of a larger one, rows strided);
         ``levels``, a ``uint8`` table applied to every channel first (folded into the normalisation tables)."""
-        planes = cv2.split(image) if image.ndim == 3 else [image]
+        planes = cv2.split(image, _scratch_planes(*image.shape[:2], image.shape[2])) if image.ndim == 3 else [image]
         if self.to_rgb and len(planes) == 3:
             planes = planes[::-1]
         if out is None:
