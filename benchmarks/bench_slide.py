@@ -10,6 +10,11 @@ after round:
 ``overhead = slide / forward`` (median of the per-round ratios; target <= 1.05). Times are the thread's CPU time on
 the CPU (one thread; what other processes on a shared machine do does not count) and wall time on CUDA.
 
+Each measurement runs in a fresh process that keeps freed memory for reuse, as ``segkit eval`` and ``segkit
+infer`` do (``runtime.retain_freed_memory``). ``retention`` measures what that saves: the bare forward of the 18
+windows, round after round, in a process with it and in one without (their median round times, and the page faults
+of one round).
+
 Peak memory: ``tracemalloc`` does not see torch's CPU allocator, so on the CPU each figure is the peak resident set
 (``VmHWM``) of a fresh process that builds the model and the image and then runs either one slide pass or one
 bare forward of one window batch; on CUDA ``torch.cuda.max_memory_allocated`` above what was allocated before the
@@ -84,12 +89,48 @@ def _timings(device: torch.device, window_batch: int, rounds: int) -> dict:
                                                                                  round(max(ratios), 4)]}
 
 
+def _timings_child(window_batch: int, rounds: int) -> None:
+    """In a fresh process, as ``segkit eval`` runs: :func:`_timings`, printed as JSON."""
+    from segkit.engine.threads import retain_freed_memory
+
+    torch.set_num_threads(1)
+    retain_freed_memory()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(json.dumps(_timings(device, window_batch, rounds)))
+
+
+def _retention_child(retain: bool, rounds: int) -> None:
+    """In a fresh process: median CPU seconds of a round of the 18 bare window forwards, with or without freed
+    memory kept for reuse, and the minor page faults of the last round, printed as JSON."""
+    import resource
+
+    from segkit.engine.threads import retain_freed_memory
+    from segkit.evaluation.inference import slide_windows
+
+    torch.set_num_threads(1)
+    applied = retain_freed_memory() if retain else False
+    model, image = _model(torch.device("cpu")), _image(torch.device("cpu"))
+    crops = [image[:, :, y1:y2, x1:x2].contiguous() for y1, y2, x1, x2 in slide_windows(HEIGHT, WIDTH, CROP, STRIDE)]
+    seconds, faults = [], 0
+    with torch.inference_mode():
+        for _ in range(rounds + 1):  # the first round warms up (and grows the heap)
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            t0 = time.thread_time()
+            for crop in crops:
+                model(crop)["out"]
+            seconds.append(time.thread_time() - t0)
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    print(json.dumps({"applied": applied, "round_s": statistics.median(seconds[1:]), "faults_last_round": faults}))
+
+
 def _peak_child(what: str, window_batch: int) -> None:
     """In a fresh process: the peak memory of one ``what`` pass ("slide" or "forward"), printed as JSON."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(1)
+    from segkit.engine.threads import retain_freed_memory
     from segkit.evaluation.inference import slide_logits, slide_windows
 
+    retain_freed_memory()
     model, image = _model(device), _image(device)
     with torch.inference_mode():
         y1, y2, x1, x2 = slide_windows(HEIGHT, WIDTH, CROP, STRIDE)[0]
@@ -122,24 +163,32 @@ def _peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _peak(what: str, window_batch: int) -> dict:
-    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_slide; " \
-           f"bench_slide._peak_child({what!r}, {window_batch})"
+def _child(call: str) -> dict:
+    """``bench_slide.<call>`` in a fresh Python process; its last line of output, as JSON."""
+    code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_slide; bench_slide.{call}"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _peak(what: str, window_batch: int) -> dict:
+    return _child(f"_peak_child({what!r}, {window_batch})")
+
+
 def run(rounds: int = 5, window_batches: tuple[int, ...] = (1, 4)) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.set_num_threads(1)
     results = []
     for window_batch in window_batches:
-        result = _timings(device, window_batch, rounds)
+        result = _child(f"_timings_child({window_batch}, {rounds})")
         slide_peak, forward_peak = _peak("slide", window_batch), _peak("forward", window_batch)
         result["peak_mib"] = {"slide": round(slide_peak["peak_bytes"] / 2**20, 1),
                               "one_window_batch_forward": round(forward_peak["peak_bytes"] / 2**20, 1),
                               "output": round(slide_peak["output_bytes"] / 2**20, 1)}
         results.append(result)
+    retention = None
+    if device.type == "cpu":
+        kept, system = _child("_retention_child(True, 3)"), _child("_retention_child(False, 3)")
+        retention = {"kept": kept, "system": system,
+                     "forward_speedup": round(system["round_s"] / kept["round_s"], 3)}
     return {
         "benchmark": "slide_inference",
         "model": f"Segformer-B0 ({RECIPE}, num_classes={NUM_CLASSES})",
@@ -150,7 +199,9 @@ def run(rounds: int = 5, window_batches: tuple[int, ...] = (1, 4)) -> dict:
             "overhead": r["overhead"], "slide_s": round(statistics.median(r["slide_s"]), 3),
             "forward_s": round(statistics.median(r["forward_s"]), 3),
             "peak_mib_slide_forward_output": [r["peak_mib"]["slide"], r["peak_mib"]["one_window_batch_forward"],
-                                              r["peak_mib"]["output"]]} for r in results},
+                                              r["peak_mib"]["output"]]} for r in results}
+        | ({"forward_speedup_from_retained_memory": retention["forward_speedup"]} if retention else {}),
+        "retention": retention,
     }
 
 

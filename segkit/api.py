@@ -274,6 +274,9 @@ def infer(target: str | Path, inputs: list[str | Path], out_dir: str | Path, *,
     from .engine.guards import check_infer_outputs
 
     check_infer_outputs(inputs, Path(out_dir), alpha)  # never over the inputs; before the model loads
+    from .engine.threads import configure_cpu
+
+    configure_cpu(rec)  # torch threads within this process's CPUs, freed memory kept for reuse
     dev = pick_device(device)
     model = load_model(rec, ckpt, dev)
     apply_speed_settings(model, rec)  # the recipe's channels_last / compile_cfg, as in training

@@ -128,10 +128,11 @@ class EmaCfg(Strict):
 
 class RuntimeCfg(Strict):
     """segkit's own ``runtime``: torch threads and DataLoader workers of each process (unset: chosen to fit the
-    CPUs, see :mod:`segkit.engine.threads`)."""
+    CPUs), and whether freed memory is kept for reuse (see :mod:`segkit.engine.threads`)."""
 
     num_threads: int | None = Field(None, ge=1, le=4096)
     num_workers: int | None = Field(None, ge=0, le=4096)
+    retain_freed_memory: bool = True
 
 
 class CompileCfg(Strict):
