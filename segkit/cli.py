@@ -317,6 +317,7 @@ def benchmark(target: Annotated[Path, typer.Argument(help="Run dir (its checkpoi
         return
     console.print(escape(f"{report['model']} on {report['device']}, batch {report['batch_size']} at "
                          f"{report['input_size'][0]}x{report['input_size'][1]} ({report['weights']})"))
+    console.print(escape(report["cpu"]), highlight=False)
     table = Table("", "img/s", "p50 ms", "p95 ms", "peak MiB")
     for name in ("eval", "train_step"):
         row = report.get(name)

@@ -22,6 +22,7 @@ def test_benchmark_a_run_and_a_recipe(trained_run, tiny_recipe):
         assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"]
         assert row["imgs_per_s"] == pytest.approx(2 * 1000 / row["latency_ms_p50"], rel=1.0)
     assert report["peak_rss_mib"] > 50
+    assert report["cpu"].startswith("cpu: ") and "torch thread" in report["cpu"]  # the plan train/eval use
     fresh = api.benchmark(tiny_recipe, input_size=(32, 32), iters=2, train=False)
     assert fresh["weights"] == "random weights (recipe)" and "train_step" not in fresh
 

@@ -56,7 +56,7 @@ def benchmark(target: str | Path, *, checkpoint: str | Path | None = None, overr
               warmup: int = 3, iters: int = 20, train: bool = True) -> dict[str, Any]:
     """``{"eval": {...}, "train_step": {...} | {"error": ...}, ...}``: img/s, latency p50/p95 (ms), peak memory
     (CUDA) for the eval forward (``model(images)["out"]``) and one training step (forward, criterion, backward,
-    SGD step)."""
+    SGD step), with the CPU threads and memory settings ``segkit train``/``eval`` use (``cpu``: the header line)."""
     from ...api import default_input_size, load_model, pick_device, resolve_run
     from ...models.build import build_criterion, build_segmentor
     from ...recipe import load_recipe
@@ -69,11 +69,15 @@ def benchmark(target: str | Path, *, checkpoint: str | Path | None = None, overr
     else:
         rec = load_recipe(path, list(overrides))
         model, source = build_segmentor(rec, pretrained=False).to(dev), "random weights (recipe)"
+    from ..threads import configure_cpu
+
+    plan = configure_cpu(rec)  # the threads (and retained memory) segkit train/eval would run with
     height, width = input_size or default_input_size(rec)
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(batch_size, 3, height, width, generator=generator).to(dev)
     report: dict[str, Any] = {"model": rec.type, "weights": source, "device": str(dev), "batch_size": batch_size,
-                              "input_size": [height, width], "parameters": sum(p.numel() for p in model.parameters())}
+                              "input_size": [height, width], "parameters": sum(p.numel() for p in model.parameters()),
+                              "cpu": plan.describe()}
     model.eval()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
