@@ -218,7 +218,6 @@ def remaining_batches(loader, skip: int):
     return resumed
 
 
-
 # --------------------------------------------------------------------------- collation
 def _stack(samples: list[dict], key: str, advice: str) -> torch.Tensor:
     values = [sample[key] for sample in samples]

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .compose import LABEL_KEYS
-from .geometric import RandomCrop, RandomFlip, Resize, label_counts
+from .geometric import RandomCrop, RandomFlip, Resize, label_counts, long_runs, run_counts
 from .ops import resize_sample
 from .photometric import _IDENTITY, Normalize, PhotoMetricDistortion
 from .tensor import Padding, ToTensor
@@ -180,21 +180,18 @@ def resampled_label_counts(labels: np.ndarray, rows: np.ndarray, cols: np.ndarra
     width = block.shape[1]
     change = flat[1:] != flat[:-1]
     change[width - 1 :: width] = True  # a run ends with its row
-    if np.count_nonzero(change) * 8 > flat.size:
+    if not long_runs(change):
         return None
     lo = int(block.min())
     span = int(block.max()) - lo + 1
     if span > 1 << 16:
         return None
-    starts = np.flatnonzero(change)
-    starts += 1
-    starts = np.concatenate(([0], starts))
-    ends = np.append(starts[1:], flat.size)
-    row = starts // width
-    first_col = starts - row * width
-    last_col = ends - row * width  # exclusive; a run never crosses a row end
-    weights = row_weight[row] * (col_cumweight[last_col] - col_cumweight[first_col])
-    counts = np.bincount(flat[starts].astype(np.intp) - lo, weights=weights, minlength=span).astype(np.int64)
+
+    def weigh(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:  # a run never crosses a row end
+        row = starts // width
+        return row_weight[row] * (col_cumweight[ends - row * width] - col_cumweight[starts - row * width])
+
+    counts = run_counts(flat, change, lo, span, weigh)
     if 0 <= ignore_index - lo < span:
         counts[ignore_index - lo] = 0
     return counts

@@ -153,6 +153,23 @@ class RandomFlip:
         return swapped
 
 
+def long_runs(change: np.ndarray) -> bool:
+    """Whether the runs that ``change`` (``flat[1:] != flat[:-1]``, possibly with forced breaks) delimits are at
+    least 8 pixels long on average: then counting runs beats counting pixels."""
+    return np.count_nonzero(change) * 8 <= change.size + 1
+
+
+def run_counts(flat: np.ndarray, change: np.ndarray, lo: int, span: int, weigh=None) -> np.ndarray:
+    """Per value of ``flat`` (``lo .. lo + span - 1``) the total weight of its runs, a run ending wherever
+    ``change`` is true: each run weighs its length, or ``weigh(starts, ends)`` (``int64``; exact below 2**53)."""
+    starts = np.flatnonzero(change)
+    starts += 1
+    starts = np.concatenate(([0], starts))
+    ends = np.append(starts[1:], flat.size)
+    weights = ends - starts if weigh is None else weigh(starts, ends)
+    return np.bincount(flat[starts].astype(np.intp) - lo, weights=weights, minlength=span).astype(np.int64)
+
+
 def label_counts(labels: np.ndarray, ignore_index: int) -> np.ndarray:
     """Pixel count of every label value present (in value order, zeros for absent ones), ``ignore_index`` left out.
 
@@ -166,13 +183,8 @@ def label_counts(labels: np.ndarray, ignore_index: int) -> np.ndarray:
     span = hi - lo + 1
     flat = labels.ravel()
     change = flat[1:] != flat[:-1]
-    if span <= 1 << 16 and np.count_nonzero(change) * 8 <= flat.size:
-        starts = np.flatnonzero(change)
-        starts += 1
-        starts = np.concatenate(([0], starts))
-        lengths = np.diff(starts, append=flat.size)
-        values = flat[starts].astype(np.intp) - lo
-        counts = np.bincount(values, weights=lengths, minlength=span).astype(np.int64)  # exact below 2**53
+    if span <= 1 << 16 and long_runs(change):
+        counts = run_counts(flat, change, lo, span)
     elif span <= 256 and labels.size < 1 << 24:  # float32 histogram counts are exact below 2**24
         shifted = np.subtract(labels, labels.dtype.type(lo), dtype=np.uint8, casting="unsafe")
         counts = cv2.calcHist([shifted], [0], None, [span], [0, span]).ravel().astype(np.int64)
