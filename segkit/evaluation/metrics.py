@@ -56,6 +56,7 @@ class ConfusionMatrix:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
         self.num_classes = num_classes
         self.mat = torch.zeros((num_classes, num_classes), dtype=torch.int64, device=device)
+        self._flat: tuple[torch.Tensor, np.ndarray] | None = None  # (self.mat, its flat numpy view) on the CPU
 
     def reset(self) -> None:
         """Forget everything accumulated so far."""
@@ -68,9 +69,9 @@ class ConfusionMatrix:
         Target pixels outside ``[0, num_classes)`` are ignored (SSSegmentation maps them to -1 and drops them).
         A prediction outside that range is a bug in the caller and raises ``ValueError``.
 
-        No boolean indexing: an ignored target is folded into an extra row ``num_classes`` of a
-        ``(num_classes + 1) x num_classes`` histogram whose last row is dropped. On the CPU the histogram is numpy's
-        ``bincount`` (single pass, far cheaper than ``torch.bincount``); elsewhere it stays on the device.
+        No boolean indexing: ignored targets land in histogram bins past the matrix, which are dropped. On the CPU
+        the histogram is OpenCV's ``calcHist`` over a 16-bit index (up to 255 classes) or numpy's ``bincount``
+        (see :func:`_histogram_numpy`); elsewhere it stays on the device.
         """
         if pred.shape != target.shape:
             raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
@@ -80,8 +81,10 @@ class ConfusionMatrix:
             return
         if self.mat.device.type == "cpu":
             counts = _histogram_numpy(_as_int64_numpy(pred), _as_int64_numpy(target), self.num_classes)
-            total = self.mat.view(-1).numpy()  # shares memory with self.mat
-            total += counts
+            if self._flat is None or self._flat[0] is not self.mat:  # .numpy() costs tens of microseconds a call
+                self._flat = (self.mat, self.mat.view(-1).numpy())  # shares memory with self.mat
+            flat = self._flat[1]
+            flat += counts
         else:
             self.mat += _histogram_torch(pred.to(self.mat.device), target.to(self.mat.device), self.num_classes)
 
@@ -135,6 +138,9 @@ _CHUNK = 32768
 _MAX_ROWS = 1024
 """Targets up to ``num_classes + _MAX_ROWS`` are binned as they are (their rows dropped); larger ones are folded."""
 
+_CALCHIST_PIXELS = 1 << 24
+"""Pixels counted per ``cv2.calcHist`` call: its float32 bins count exactly up to 2**24."""
+
 
 def _out_of_range_prediction(num_classes: int) -> ValueError:
     return ValueError(f"predictions must lie in [0, {num_classes}); got values outside it")
@@ -148,22 +154,64 @@ def _as_int64_numpy(labels: torch.Tensor) -> np.ndarray:
 def _histogram_numpy(pred: np.ndarray, target: np.ndarray, n: int) -> np.ndarray:
     """The flat ``n * n`` int64 confusion counts of flat int64 ``pred``/``target``; targets outside [0, n) ignored.
 
-    No boolean indexing: one ``bincount(target * n + pred)``, whose rows past ``n`` (targets ``>= n``) are dropped.
+    No boolean indexing: the index ``target * n + pred`` of an ignored target falls past the ``n * n`` bins kept.
     The index is built chunk by chunk, so that each chunk's checks and arithmetic run in cache: viewed as uint64 a
     negative label is huge, so one unsigned ``max`` checks a chunk's predictions and another finds its largest
-    target; when that would make too many rows (a negative or very large ignore label), one ``minimum`` first folds
-    the chunk's ignored targets into row ``n``. Only when some prediction is out of range does the slower exact
-    check run (an out-of-range prediction on an ignored pixel is allowed, as before).
+    target; where the index of a target that large would not fit (a negative or very large ignore label), one
+    ``minimum`` first folds the chunk's ignored targets into row ``n``. Only when some prediction is out of range
+    does the slower exact check run (an out-of-range prediction on an ignored pixel is allowed, as before).
+
+    Up to 255 classes the index fits 16 bits and OpenCV's ``calcHist`` counts it: a quarter of the bytes to write
+    and read, and one pass where ``bincount`` makes two (range, then counts), so the whole update costs less than a
+    bare ``bincount`` of the index. Its float32 counts are exact below 2**24, so it counts at most
+    :data:`_CALCHIST_PIXELS` pixels a call. More classes take ``bincount`` over an int64 index.
     """
+    if n * (n + 1) > 1 << 16:
+        return _bincount_histogram(pred, target, n)
+    import cv2
+
+    size, size16 = np.uint64(n), np.uint16(n)
+    fits = ((1 << 16) - n) // n  # the largest target whose index fits 16 bits
+    index = np.empty(pred.size, dtype=np.uint16)
+    scratch = np.empty(min(_CHUNK, pred.size), dtype=np.uint16)
+    for start in range(0, pred.size, _CHUNK):
+        pred_u = _checked_predictions(pred[start : start + _CHUNK].view(np.uint64),
+                                      target[start : start + _CHUNK].view(np.uint64), n)
+        target_u = target[start : start + _CHUNK].view(np.uint64)
+        if int(target_u.max()) > fits:
+            target_u = np.minimum(target_u, size)
+        chunk, low = index[start : start + _CHUNK], scratch[: pred_u.size]
+        np.copyto(chunk, target_u, casting="unsafe")  # targets <= fits: exact
+        chunk *= size16
+        np.copyto(low, pred_u, casting="unsafe")  # predictions < n
+        chunk += low
+    counts = np.zeros(n * n, dtype=np.int64)
+    for start in range(0, index.size, _CALCHIST_PIXELS):
+        part = index[start : start + _CALCHIST_PIXELS]
+        counts += cv2.calcHist([part.reshape(1, -1)], [0], None, [n * n], [0, n * n]).ravel().astype(np.int64)
+    return counts
+
+
+def _checked_predictions(pred_u: np.ndarray, target_u: np.ndarray, n: int) -> np.ndarray:
+    """A chunk's predictions (uint64 views), an error if one outside [0, n) sits on a kept target; those on ignored
+    targets are clipped into range (their bins are dropped anyway)."""
+    if int(pred_u.max()) >= n:
+        size = np.uint64(n)
+        if bool(((pred_u >= size) & (target_u < size)).any()):
+            raise _out_of_range_prediction(n)
+        pred_u = np.minimum(pred_u, size - np.uint64(1))
+    return pred_u
+
+
+def _bincount_histogram(pred: np.ndarray, target: np.ndarray, n: int) -> np.ndarray:
+    """:func:`_histogram_numpy` for more than 255 classes: numpy's ``bincount`` of an int64 index, whose rows past
+    ``n`` (targets ``>= n``) are dropped."""
     size = np.uint64(n)
     index = np.empty(pred.size, dtype=np.uint64)
     for start in range(0, pred.size, _CHUNK):
-        pred_u = pred[start : start + _CHUNK].view(np.uint64)
+        pred_u = _checked_predictions(pred[start : start + _CHUNK].view(np.uint64),
+                                      target[start : start + _CHUNK].view(np.uint64), n)
         target_u = target[start : start + _CHUNK].view(np.uint64)
-        if int(pred_u.max()) >= n:
-            if bool(((pred_u >= size) & (target_u < size)).any()):
-                raise _out_of_range_prediction(n)
-            pred_u = np.minimum(pred_u, size - np.uint64(1))  # only ignored pixels change; their rows are dropped
         if int(target_u.max()) >= n + _MAX_ROWS:
             target_u = np.minimum(target_u, size)
         chunk = index[start : start + _CHUNK]

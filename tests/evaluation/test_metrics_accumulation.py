@@ -39,7 +39,7 @@ def accumulate(batches, n, device="cpu") -> torch.Tensor:
     return matrix.mat
 
 
-@pytest.mark.parametrize("n", [1, 2, 19, 150])
+@pytest.mark.parametrize("n", [1, 2, 19, 150, 255, 256])  # 255: the most the 16-bit index takes
 @pytest.mark.parametrize(("ignore", "dtype"), [(255, torch.int64), (-1, torch.int64), (2**40, torch.int64),
                                                (255, torch.int32), (-1, torch.int32), (65535, torch.int32)])
 def test_random_inputs_match_the_masked_accumulation(n, ignore, dtype):
@@ -54,6 +54,26 @@ def test_random_inputs_match_the_masked_accumulation(n, ignore, dtype):
     expected = sum(masked_reference(p, t, n) for p, t in batches)
     assert ours.dtype == torch.int64 and torch.equal(ours, expected)
     assert int(ours.sum()) == sum(int(((t >= 0) & (t < n)).sum()) for _, t in batches)
+
+
+def test_histogram_counted_in_several_calchist_calls(monkeypatch):
+    """Large inputs are counted a slice at a time (float32 bins are exact below 2**24): same counts."""
+    gen = torch.Generator().manual_seed(9)
+    pred = torch.randint(0, 7, (3, 100, 90), generator=gen)
+    target = torch.randint(-1, 9, (3, 100, 90), generator=gen)
+    whole = accumulate([(pred, target)], 7)
+    monkeypatch.setattr(metrics, "_CALCHIST_PIXELS", 1000)  # 27 calls, the last one partial
+    assert torch.equal(accumulate([(pred, target)], 7), whole)
+    assert torch.equal(whole, masked_reference(pred, target, 7))
+
+
+def test_every_cell_of_the_largest_16_bit_matrix():
+    """255 classes: each of the 65025 cells once, ignored targets (255, -1, 256) beside them, none lost or moved."""
+    n = 255
+    target, pred = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    target = torch.cat([target.flatten(), torch.tensor([255, -1, 256, 255])])
+    pred = torch.cat([pred.flatten(), torch.tensor([254, 0, 254, 3])])
+    assert torch.equal(accumulate([(pred, target)], n), torch.ones(n, n, dtype=torch.int64))
 
 
 def test_uint8_labels_with_255_ignored():
