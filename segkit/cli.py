@@ -220,7 +220,8 @@ def infer(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
           box: Annotated[list[str] | None, typer.Option("--box", metavar="X0,Y0,X1,Y1", help="--model: a prompt box X0,Y0,X1,Y1 (repeatable: one mask each).")] = None,
           prompts: Annotated[Path | None, typer.Option("--prompts", metavar="JSON", help="--model: JSON of prompts per image name.")] = None,
           amg: Annotated[list[str] | None, typer.Option("--amg", metavar="KEY=VALUE", help="--everything: a mask generator option KEY=VALUE, e.g. points_per_side=16, pred_iou_thresh=0.8, crop_n_layers=1, min_mask_region_area=100 (repeatable).")] = None,
-          video: Annotated[bool, typer.Option("--video", help="--model sam2*: track the prompted objects through one video file or frame folder (--point/--box prompt frame 0; --prompts maps frame indices to prompts).")] = False) -> None:
+          video: Annotated[bool, typer.Option("--video", help="--model sam2*: track the prompted objects through one video file or frame folder (--point/--box prompt frame 0; --prompts maps frame indices to prompts).")] = False,
+          video_option: Annotated[list[str] | None, typer.Option("--video-option", metavar="KEY=VALUE", help="--video: a tracking option KEY=VALUE: fill_hole_area=8 (0: off), non_overlap_masks=true, non_overlap_masks_for_mem_enc=true, offload_video_to_cpu=true, offload_state_to_cpu=true (repeatable).")] = None) -> None:
     """Predict label maps: <name>.png (palette PNG of class ids), <name>_overlay.png (with a legend),
     predictions.jsonl; folders are searched recursively and their structure kept under --out.
     With --model: promptable masks (<name>_masks.png ids, <name>_overlay.png, <name>.json)."""
@@ -232,7 +233,8 @@ def infer(target: Annotated[Path, typer.Argument(help="Run dir, or a recipe with
 
         found = infer_promptable(model, [target, *(inputs or [])], out, checkpoint=checkpoint, device=device,
                                  everything=everything, points=point, boxes=box, prompts_file=prompts,
-                                 amg_options=amg, alpha=alpha, console=err_console, video=video)
+                                 amg_options=amg, alpha=alpha, console=err_console, video=video,
+                                 video_options=video_option)
         console.print(f"wrote masks of {len(found)} {'frames' if video else 'images'} to {out} (index: "
                       f"{out / 'masks.jsonl'})", highlight=False)
         return

@@ -130,14 +130,20 @@ def infer_promptable(model_name: str, inputs: list[Path], out: Path, *, checkpoi
                      device: str | None = None, everything: bool = False, points: list[str] | None = None,
                      boxes: list[str] | None = None, prompts_file: Path | None = None,
                      amg_options: list[str] | None = None, alpha: float = 0.5, console=None, video: bool = False,
-                     image_size: int | None = None) -> list[dict]:
+                     video_options: list[str] | None = None, image_size: int | None = None) -> list[dict]:
     """Segment ``inputs`` with a promptable model; returns one summary per image (also written as JSON).
-    ``video``: SAM 2 tracking through one video file or frame folder (see :func:`infer_video`). ``image_size``
-    (tests, quick runs): the model's input size instead of the official one."""
+    ``video``: SAM 2 tracking through one video file or frame folder (see :func:`infer_video`), with
+    ``video_options`` (``KEY=VALUE``, :data:`VIDEO_OPTIONS`). ``image_size`` (tests, quick runs): the model's input
+    size instead of the official one."""
     if video:
+        if amg_options:
+            raise SegkitError("--amg sets options of --everything, which works on images only; with --video use "
+                              "--video-option")
         return infer_video(model_name, inputs, out, checkpoint=checkpoint, device=device, everything=everything,
                            points=points, boxes=boxes, prompts_file=prompts_file, alpha=alpha, console=console,
-                           image_size=image_size)
+                           options=video_options, image_size=image_size)
+    if video_options:
+        raise SegkitError("--video-option sets options of --video; add --video or drop --video-option")
     option_prompts = prompts_from_options(points or [], boxes or [])
     modes = [everything, bool(option_prompts), prompts_file is not None]
     if sum(modes) != 1:
@@ -206,8 +212,11 @@ def video_prompts(points: list[str], boxes: list[str], prompts_file: Path | None
 def infer_video(model_name: str, inputs: list[Path], out: Path, *, checkpoint: Path | None = None,
                 device: str | None = None, everything: bool = False, points: list[str] | None = None,
                 boxes: list[str] | None = None, prompts_file: Path | None = None, alpha: float = 0.5,
-                console=None, image_size: int | None = None) -> list[dict]:
+                console=None, options: list[str] | None = None, image_size: int | None = None) -> list[dict]:
     """Track prompted objects through one video (a file read with OpenCV, or a folder of frames) with SAM 2.
+
+    ``options``: ``KEY=VALUE`` of :data:`VIDEO_OPTIONS` (``fill_hole_area`` defaults to 8, as the official
+    ``build_sam2_video_predictor`` sets it).
 
     Writes, per frame ``<video>/<index>``, the files of one image (masks PNG with object ids, overlay, JSON; the
     mask of object k is id k) and ``masks.jsonl``; returns the per-frame summaries."""
@@ -223,6 +232,11 @@ def infer_video(model_name: str, inputs: list[Path], out: Path, *, checkpoint: P
     if not source.exists():
         raise SegkitError(f"{source}: no such file or folder")
     prompts = video_prompts(points or [], boxes or [], prompts_file)
+    settings = {"fill_hole_area": 8, **parse_key_values("--video-option", options or [], VIDEO_OPTIONS)}
+    if settings["fill_hole_area"] < 0:
+        raise SegkitError(f"--video-option fill_hole_area={settings['fill_hole_area']}: give 0 (off) or a positive "
+                          "number of pixels")
+    offloads = {key: settings.pop(key) for key in ("offload_video_to_cpu", "offload_state_to_cpu") if key in settings}
     import torch
 
     from ..engine.report.display import ImageProgress
@@ -246,8 +260,8 @@ def infer_video(model_name: str, inputs: list[Path], out: Path, *, checkpoint: P
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_promptable(model_name, checkpoint=checkpoint, device=device,
                             **({} if image_size is None else {"image_size": image_size}))
-    predictor = Sam2VideoPredictor(model, fill_hole_area=8)  # build_sam2_video_predictor's post-processing
-    state = predictor.init_state(frames)
+    predictor = Sam2VideoPredictor(model, **settings)
+    state = predictor.init_state(frames, **offloads)
     for frame_idx, sets in sorted(prompts.items()):
         for obj_index, prompt in enumerate(sets):
             coords = prompt.get("points") or None
@@ -288,23 +302,36 @@ AMG_OPTIONS = {"points_per_side": int, "points_per_batch": int, "pred_iou_thresh
                "crop_n_layers": int, "crop_nms_thresh": float, "crop_overlap_ratio": float,
                "crop_n_points_downscale_factor": int, "min_mask_region_area": int}
 
+VIDEO_OPTIONS = {"fill_hole_area": int, "non_overlap_masks": bool, "non_overlap_masks_for_mem_enc": bool,
+                 "offload_video_to_cpu": bool, "offload_state_to_cpu": bool}
+"""``--video-option`` keys: the first three are the video predictor's, the offloads ``init_state``'s (the names of
+the official ``SAM2VideoPredictor``)."""
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def parse_key_values(flag: str, options: list[str], known: dict[str, type]) -> dict:
+    """``KEY=VALUE`` strings of ``flag`` -> ``{key: value}`` typed by ``known`` (int, float or bool)."""
+    parsed: dict = {}
+    kinds = {int: "n integer", float: " number", bool: " boolean (true or false)"}
+    for option in options:
+        key, _, value = option.partition("=")
+        if key not in known:
+            from ..errors import did_you_mean
+
+            raise SegkitError(f"{flag} {option!r}: unknown option {key!r}{did_you_mean(key, known)} (known: "
+                              f"{', '.join(known)})")
+        kind = known[key]
+        try:
+            parsed[key] = _BOOLEANS[value.strip().lower()] if kind is bool else kind(value)
+        except (KeyError, ValueError):
+            raise SegkitError(f"{flag} {option!r}: {key} takes a{kinds[kind]}") from None
+    return parsed
+
 
 def parse_amg_options(options: list[str]) -> dict:
     """``KEY=VALUE`` strings -> AutomaticMaskGenerator arguments (output as uncompressed RLE, encoded later)."""
-    parsed: dict = {"output_mode": "uncompressed_rle"}
-    for option in options:
-        key, _, value = option.partition("=")
-        if key not in AMG_OPTIONS:
-            from ..errors import did_you_mean
-
-            raise SegkitError(f"--amg {option!r}: unknown option {key!r}{did_you_mean(key, AMG_OPTIONS)} (known: "
-                              f"{', '.join(AMG_OPTIONS)})")
-        try:
-            parsed[key] = AMG_OPTIONS[key](value)
-        except ValueError:
-            raise SegkitError(f"--amg {option!r}: {key} takes a{'n integer' if AMG_OPTIONS[key] is int else ' number'}")\
-                from None
-    return parsed
+    return {"output_mode": "uncompressed_rle", **parse_key_values("--amg", options, AMG_OPTIONS)}
 
 
 def prompt_sets_for(prompts: dict[str, list[dict]], name: Path) -> list[dict]:

@@ -184,6 +184,45 @@ def test_segkit_infer_video_refuses_bad_input(tmp_path, capsys):
     assert "one video file" in capsys.readouterr().err
 
 
+def test_segkit_infer_video_options_reach_the_predictor(model, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("segkit.promptable.checkpoint.load_promptable", lambda name, **kwargs: model)
+    made, states = [], []
+
+    class Recording(Sam2VideoPredictor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+        def init_state(self, frames, **kwargs):
+            states.append(kwargs)
+            return super().init_state(frames, **kwargs)
+
+    monkeypatch.setattr("segkit.promptable.sam2_video.Sam2VideoPredictor", Recording)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    import cv2
+
+    for index, frame in enumerate(frames(2)):
+        cv2.imwrite(str(folder / f"{index:03d}.jpg"), frame)
+    argv = ["infer", str(folder), "--model", "sam2.1_hiera_tiny", "--video", "--box", "8,6,32,26",
+            "--out", str(tmp_path / "out")]
+    options = ["--video-option", "fill_hole_area=0", "--video-option", "non_overlap_masks=true",
+               "--video-option", "offload_state_to_cpu=yes"]
+    assert run_cli(argv + options) in (0, None), capsys.readouterr().err
+    assert [(p.fill_hole_area, p.non_overlap_masks, p.non_overlap_masks_for_mem_enc) for p in made] == [(0, True, False)]
+    assert states == [{"offload_state_to_cpu": True}]
+    for bad, says in [("fill_hole_are=3", "did you mean 'fill_hole_area'"), ("non_overlap_masks=maybe", "boolean"),
+                      ("fill_hole_area=-1", "0 (off)"), ("fill_hole_area=x", "integer")]:
+        assert run_cli(argv + ["--video-option", bad]) == 2
+        assert says in capsys.readouterr().err
+    assert len(made) == 1  # refused before a model was built
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), frames(1)[0])
+    assert run_cli(["infer", str(image), "--model", "sam2.1_hiera_tiny", "--point", "1,1",
+                    "--video-option", "non_overlap_masks=true"]) == 2
+    assert "add --video" in capsys.readouterr().err
+
+
 def test_a_mask_prompt_is_the_frame_output_and_is_tracked(model):
     predictor = Sam2VideoPredictor(model)
     state = predictor.init_state(frames(3))
