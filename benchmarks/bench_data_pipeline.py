@@ -18,8 +18,12 @@ with ``cv2.imread``, nothing else) runs in the same rotation: ``speedup_ceiling`
 pipeline that decodes these files can reach, and ``speedup_after_decode`` compares what comes after it.
 
 Each contender runs in its own process, as a DataLoader worker runs one pipeline, and the processes take turns pass
-by pass (one runs at a time, the order rotating from repeat to repeat). The earlier measurement ran them image by image
-in turn in one process (``speedup_one_process`` keeps that figure for comparison): every image then started on caches
+by pass (one runs at a time, the order rotating from repeat to repeat). segkit's processes keep freed memory for
+reuse, as its loader workers do (they are forked after ``configure_cpu`` applied ``runtime.retain_freed_memory``,
+on by default); the baseline's and the decoder's run with the C library's default, as SSSegmentation's do.
+``baseline_kept`` is the baseline in a process that keeps freed memory too, so ``speedup_same_allocator`` says what
+the pipeline itself gains with the allocator setting taken out of the comparison. The earlier measurement ran them
+image by image in turn in one process (``speedup_one_process`` keeps that figure for comparison): every image then started on caches
 and a heap the other contender had just used, a cost of roughly a fixed share of a millisecond per image that a worker
 running its own pipeline does not pay, and which weighs most on the fastest contender.
 """
@@ -43,6 +47,8 @@ MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 CROP = 512
 NUM_CLASSES = 150
 ADE_REMAP = {0: -100, **{i: i - 1 for i in range(1, NUM_CLASSES + 1)}}
+KEEPS_FREED_MEMORY = {"segkit", "segkit_unfused", "baseline_kept"}
+"""Contenders whose process keeps freed memory for reuse (``segkit.engine.threads.retain_freed_memory``)."""
 SEGKIT_PIPELINE = [
     {"type": "Resize", "output_size": [2048, 512], "keep_ratio": True, "scale_range": [0.5, 2.0]},
     {"type": "RandomCrop", "crop_size": [CROP, CROP], "one_category_max_ratio": 0.75},
@@ -209,7 +215,7 @@ def _contender(name: str, root: Path, ids: list[str]) -> tuple[Callable[[int], o
         return (cv2.imread(str(root / "images" / f"{ids[index]}.jpg")),
                 cv2.imread(str(root / "annotations" / f"{ids[index]}.png"), cv2.IMREAD_UNCHANGED))
 
-    return {"baseline": baseline, "decode": decode}[name], lambda epoch: None
+    return {"baseline": baseline, "baseline_kept": baseline, "decode": decode}[name], lambda epoch: None
 
 
 def _serve(conn, name: str, root: Path, ids: list[str]) -> None:
@@ -218,6 +224,10 @@ def _serve(conn, name: str, root: Path, ids: list[str]) -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     np.random.seed(0)
+    if name in KEEPS_FREED_MEMORY:  # segkit: as its loader workers run (forked after configure_cpu applied it)
+        from segkit.engine.threads import retain_freed_memory
+
+        retain_freed_memory()
     run_one, set_epoch = _contender(name, root, ids)
     for index in range(2):  # warm-up
         run_one(index)
@@ -292,7 +302,8 @@ def run(num_images: int = 16, repeats: int = 7) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ids = write_ade_like(root, num_images)
-        cpu, wall = _time_in_processes(["segkit", "segkit_unfused", "baseline", "decode"], root, ids, repeats)
+        cpu, wall = _time_in_processes(["segkit", "segkit_unfused", "baseline", "decode", "baseline_kept"], root, ids,
+                                       repeats)
         cpu = [[round(v, 4) for v in row] for row in cpu]
         wall = [[round(v, 4) for v in row] for row in wall]
         # the older measurement: segkit and the baseline in turn in this one process (one heap for both)
@@ -324,8 +335,7 @@ def run(num_images: int = 16, repeats: int = 7) -> dict:
                 dataset._compact_bounds = None
 
         fused_stages = _stage_ms(read_compact, [
-            ("Resize+RandomCrop", lambda s: fused.resize_then_crop(s, resize, crop, rng)),
-            ("RandomFlip", lambda s: flip(s, rng)),
+            ("Resize+RandomCrop+RandomFlip", lambda s: fused.resize_then_crop(s, resize, crop, rng, flip)),
             ("PhotoMetricDistortion+Normalize+ToTensor+Padding",
              lambda s: fused.photometric_then_tail(s, distortion, normalize, padding, rng)),
         ], num_images)
@@ -342,8 +352,11 @@ def run(num_images: int = 16, repeats: int = 7) -> dict:
         "pipeline": "ADE20k train: Resize(2048,512,x0.5-2) RandomCrop 512 RandomFlip PMD Normalize ToTensor Padding",
         "images": f"{num_images} generated 640x480 JPEG + PNG (ADE-style, 0 = void)",
         "threads": {"torch": torch.get_num_threads(), "cv2": cv2.getNumThreads()},
-        "cpu_s": {"segkit": cpu[0], "segkit_unfused": cpu[1], "baseline": cpu[2], "decode": cpu[3]},
-        "wall_s": {"segkit": wall[0], "segkit_unfused": wall[1], "baseline": wall[2], "decode": wall[3]},
+        "freed_memory_kept": sorted(KEEPS_FREED_MEMORY),
+        "cpu_s": {"segkit": cpu[0], "segkit_unfused": cpu[1], "baseline": cpu[2], "decode": cpu[3],
+                  "baseline_kept": cpu[4]},
+        "wall_s": {"segkit": wall[0], "segkit_unfused": wall[1], "baseline": wall[2], "decode": wall[3],
+                   "baseline_kept": wall[4]},
         "segkit_ms_per_stage": segkit_stages,
         "segkit_fused_ms_per_stage": fused_stages,
         "baseline_ms_per_stage": baseline_stages,
@@ -355,6 +368,7 @@ def run(num_images: int = 16, repeats: int = 7) -> dict:
             "baseline_images_per_cpu_s": round(rate(cpu[2]), 2),
             "speedup": round(rate(cpu[0]) / rate(cpu[2]), 2),
             "speedup_range_over_repeats": [round(cpu_ratios[0], 2), round(cpu_ratios[-1], 2)],
+            "speedup_same_allocator": round(rate(cpu[0]) / rate(cpu[4]), 2),
             "speedup_one_process": round(statistics.median(b for _, b in one_process)
                                          / statistics.median(s for s, _ in one_process), 2),
             "speedup_unfused": round(rate(cpu[1]) / rate(cpu[2]), 2),

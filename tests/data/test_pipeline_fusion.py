@@ -80,21 +80,24 @@ def test_ade_pipeline_fast_equals_one_by_one(seed):
     assert out_fast["image"].shape == (3, 64, 64) and out_fast["seg_target"].dtype == torch.int64
 
 
+@pytest.mark.parametrize("flip", [False, True])
 @pytest.mark.parametrize("seed", range(24))
-def test_windowed_resize_then_crop_is_exact_on_labels_and_within_a_level_on_the_image(seed, monkeypatch):
+def test_windowed_resize_then_crop_is_exact_on_labels_and_within_a_level_on_the_image(seed, flip, monkeypatch):
     calls = []
     original = fused.cv2.warpAffine
-    monkeypatch.setattr(fused.cv2, "warpAffine", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(fused.cv2, "warpAffine", lambda *a, **k: calls.append(a[1][0, 0] < 0) or original(*a, **k))
     rng = np.random.default_rng(seed)
     height, width = int(rng.integers(30, 200)), int(rng.integers(30, 200))
     cfg = [{"type": "Resize", "output_size": [int(rng.integers(40, 400)), int(rng.integers(40, 400))],
             "keep_ratio": bool(seed % 2), "scale_range": [0.3, 2.5]},
            {"type": "RandomCrop", "crop_size": [int(rng.integers(8, 90)), int(rng.integers(8, 90))],
             "one_category_max_ratio": [0.75, 1.0][seed % 3 == 0]}]
+    if flip:  # joins the windowed step; the mirrored window swaps label pairs as RandomFlip does
+        cfg.append({"type": "RandomFlip", "prob": 0.5, "fixed_seg_target_pairs": [[1, 2]] if seed % 2 else []})
     for case in range(6):
         fast, out_fast, out_plain = run_both(cfg, lambda s: make_sample(s, height=height, width=width), 100 * seed + case,
                                                window=True)
-        assert fast._plan.crops == frozenset({0})
+        assert fast._plan.crops == frozenset({0}) and fast._plan.flips == (frozenset({0}) if flip else frozenset())
         for key in ("seg_target", "edge_target", "img2aug_pos_mapper"):  # the same window, the same pixels
             assert out_fast[key].dtype == out_plain[key].dtype and np.array_equal(out_fast[key], out_plain[key]), key
         image_fast, image_plain = out_fast["image"], out_plain["image"]  # uniform noise: the hardest edges
@@ -102,6 +105,7 @@ def test_windowed_resize_then_crop_is_exact_on_labels_and_within_a_level_on_the_
         assert np.abs(image_fast.astype(int) - image_plain).max() <= 1
     if seed in (2, 3):  # these draw windows well under the resized size: the window path ran
         assert calls
+        assert any(calls) == flip  # mirrored windows (a negative x step) came only with the flip
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -289,7 +289,7 @@ class BaseDataset(Dataset):
         labels (int64 bit patterns copied as float64 entries, which ``cv2.LUT`` moves without arithmetic), or ``int16``
         ones while ``__getitem__`` feeds a pipeline that compacts label maps to ``int16`` anyway."""
         raw = np.ascontiguousarray(raw)
-        lut, bad, lut16, lut64, first_bad = self._uint8_tables()  # raw values below first_bad are all fine
+        lut, bad, lut16, lut64, first_bad, span = self._uint8_tables()  # raw values below first_bad are all fine
         if (not raw.size or int(raw.max()) >= first_bad) and cv2.countNonZero(cv2.LUT(raw, bad)):
             present = np.zeros(256, bool)
             present[np.unique(raw)] = True
@@ -302,22 +302,25 @@ class BaseDataset(Dataset):
                 )
             lut = np.where(bad.astype(bool), self.ignore_index, lut)
             lut16, lut64 = lut.astype(np.int16), np.ascontiguousarray(lut, np.int64).view(np.float64)
+            span = int(lut.min()), int(lut.max())
         owner, bounds = self._compact_bounds or (None, None)
-        if owner == threading.get_ident() and fits_compact("seg_target", int(lut.min()), int(lut.max()), bounds):
+        if owner == threading.get_ident() and fits_compact("seg_target", *span, bounds):
             return cv2.LUT(raw, lut16)  # what Compose's compaction would make of the int64 map
         if not _LUT_COPIES_BITS:
             return lut[raw]
         return cv2.LUT(raw, lut64).view(np.int64)
 
-    def _uint8_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-        """For 8-bit maps: the label table, its "not a class nor ignore" marks (``uint8``), and the label table as
-        ``int16`` and as ``int64`` bit patterns in ``float64`` entries (made once)."""
+    def _uint8_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, tuple[int, int]]:
+        """For 8-bit maps: the label table, its "not a class nor ignore" marks (``uint8``), the label table as
+        ``int16`` and as ``int64`` bit patterns in ``float64`` entries, the first raw value marked, and the table's
+        (smallest, largest) label (made once)."""
         if "uint8" not in self._luts:
             lut = self._lut(256)
             bad = ((lut < 0) | (lut >= self.num_classes)) & (lut != self.ignore_index)
             first_bad = int(np.argmax(bad)) if bad.any() else 256
             self._luts["uint8"] = (lut, bad.astype(np.uint8), lut.astype(np.int16),  # one assignment: threads
-                                   np.ascontiguousarray(lut, np.int64).view(np.float64), first_bad)
+                                   np.ascontiguousarray(lut, np.int64).view(np.float64), first_bad,
+                                   (int(lut.min()), int(lut.max())))
         return self._luts["uint8"]
 
     def __repr__(self) -> str:

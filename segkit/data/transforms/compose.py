@@ -34,9 +34,9 @@ class Compose:
     """Apply transforms in order, passing every one the same random generator.
 
     Where the chain allows, it runs the fast paths of :mod:`.fused` (compact label maps until ``ToTensor``;
-    ``Resize -> RandomCrop`` computing only the kept window; ``Normalize -> ToTensor -> Padding`` in one step), which
-    give the same samples (the windowed resize within a level of the image's; see :mod:`.fused`); ``fast=False``
-    turns them off.
+    ``Resize -> RandomCrop [-> RandomFlip]`` computing only the kept window; ``Normalize -> ToTensor -> Padding`` in
+    one step), which give the same samples (the windowed resize within a level of the image's; see :mod:`.fused`);
+    ``fast=False`` turns them off.
     """
 
     def __init__(self, transforms: Sequence[Transform] = (), fast: bool = True) -> None:
@@ -58,8 +58,9 @@ class Compose:
         index = 0
         while index < len(self.transforms):
             if index in plan.crops:
-                sample, index = fused.resize_then_crop(sample, self.transforms[index], self.transforms[index + 1],
-                                                       rng), index + 2
+                flip = self.transforms[index + 2] if index in plan.flips else None
+                sample = fused.resize_then_crop(sample, self.transforms[index], self.transforms[index + 1], rng, flip)
+                index += 2 if flip is None else 3
                 continue
             if index == plan.photometric:
                 done = fused.photometric_then_tail(sample, *self.transforms[index : index + 2],

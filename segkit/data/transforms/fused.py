@@ -7,16 +7,18 @@ with less work and memory traffic.
   type), ``int64`` label maps whose values (and every fill value and swapped pair) fit ``int16`` travel as ``int16``
   (``img2aug_pos_mapper`` as ``int32``) and become ``int64`` at ``ToTensor``: a quarter of the bytes to resize, count,
   crop, flip and pad.
-- **Resize -> RandomCrop in one step.** Where the crop keeps at most 90% of the resized image, only the kept window
+- **Resize -> RandomCrop [-> RandomFlip] in one step.** Where the crop keeps at most 90% of the resized image, only the kept window
   is computed: the label maps by gathering the source rows and columns that ``cv2.INTER_NEAREST_EXACT`` picks
   (exact: the same pixels), the image by ``cv2.warpAffine`` with the same pixel-centre mapping as ``cv2.resize``.
   This is the one fast path that is not bit-identical: ``warpAffine`` quantises sampling positions to 1/32 pixel
   where ``resize`` uses 1/2048, so about one pixel in eight differs by one level (never more in the tests, uniform
   noise images included; a later PhotoMetricDistortion may amplify that). The random draws, window and labels are
-  the same. Upscaled ADE20k-style samples
-  (scale up to 2.1x, then a 512x512 crop) cost a quarter of the resize they replace. RandomCrop's class check
+  the same. Upscaled ADE20k-style samples (scale up to 2.1x, then a 512x512 crop) cost a quarter of the resize they
+  replace. RandomCrop's class check
   counts each window it tries from the source block it covers, every source pixel weighted by how often its row and
-  column are picked (:func:`resampled_label_counts`), so only the window kept is gathered.
+  column are picked (:func:`resampled_label_counts`), so only the window kept is gathered. A ``RandomFlip`` right
+  after the crop joins the step: the window is computed mirrored (the image's sampling positions and the labels'
+  column indices read right to left), the same draw deciding it.
 - **PhotoMetricDistortion's level tables folded into Normalize's.** Brightness and contrast are tables of the 256
   levels; those not followed by the HSV step are composed with the normalisation tables instead of passing over the
   image (the same floats).
@@ -54,6 +56,7 @@ class FastPlan:
     tail: int | None  # index of a Normalize followed by ToTensor and Padding(data_type="tensor")
     crops: frozenset[int] = frozenset()  # indices of a Resize (bilinear image) directly followed by a RandomCrop
     photometric: int | None = None  # index of a PhotoMetricDistortion directly before the tail
+    flips: frozenset[int] = frozenset()  # those of ``crops`` whose RandomCrop is directly followed by a RandomFlip
 
 
 def make_plan(transforms: Sequence) -> FastPlan:
@@ -79,8 +82,9 @@ def make_plan(transforms: Sequence) -> FastPlan:
         i for i in range(len(kinds) - 1)
         if kinds[i] is Resize and kinds[i + 1] is RandomCrop and transforms[i].image_interpolation == "bilinear"
     )
+    flips = frozenset(i for i in crops if i + 2 < len(kinds) and kinds[i + 2] is RandomFlip)
     photometric = tail - 1 if tail and kinds[tail - 1] is PhotoMetricDistortion else None
-    return FastPlan(compact, tail, crops, photometric)
+    return FastPlan(compact, tail, crops, photometric, flips)
 
 
 def fits_compact(key: str, lo: int, hi: int, bounds: tuple[int, int]) -> bool:
@@ -122,23 +126,33 @@ def normalize_to_padded_tensor(sample: dict, normalize: Normalize, padding: Padd
     top, left = pad_h // 2, pad_w // 2
     full_h, full_w = height + pad_h, width + pad_w
     buffer = np.empty((channels, full_h, full_w), np.float32)
-    if pad_h or pad_w:
-        buffer.fill(np.float32(padding.image_fill_value))
-    normalize._lookup(image, out=buffer[:, top : top + height, left : left + width], levels=levels)
+    window = (slice(top, top + height), slice(left, left + width))
+    _fill_around(buffer, window, np.float32(padding.image_fill_value))
+    normalize._lookup(image, out=buffer[(slice(None), *window)], levels=levels)
     sample["image"] = torch.from_numpy(buffer)
     for key in LABEL_KEYS:
         if key not in sample:
             continue
         value = sample[key]
         if pad_h or pad_w:
-            padded = np.full((full_h, full_w), padding.fill_values[key], np.int64)
-            padded[top : top + height, left : left + width] = value.numpy() if torch.is_tensor(value) else value
+            padded = np.empty((full_h, full_w), np.int64)
+            _fill_around(padded, window, padding.fill_values[key])
+            padded[window] = value.numpy() if torch.is_tensor(value) else value
             sample[key] = torch.from_numpy(padded)
         elif torch.is_tensor(value):
             sample[key] = value.long()
         else:  # NumPy's int16 -> int64 copy is about 30% faster than torch's .long()
             sample[key] = torch.from_numpy(value.astype(np.int64))
     return sample
+
+
+def _fill_around(buffer: np.ndarray, window: tuple[slice, slice], value) -> None:
+    """Fill ``buffer`` (its last two axes) with ``value`` outside ``window``, which is written next: each pixel once."""
+    rows, cols = window
+    height, width = buffer.shape[-2:]
+    for strip in ((slice(0, rows.start), slice(None)), (slice(rows.stop, height), slice(None)),
+                  (rows, slice(0, cols.start)), (rows, slice(cols.stop, width))):
+        buffer[(..., *strip)] = value
 
 
 def photometric_then_tail(sample: dict, distortion: PhotoMetricDistortion, normalize: Normalize, padding: Padding,
@@ -197,9 +211,11 @@ def resampled_label_counts(labels: np.ndarray, rows: np.ndarray, cols: np.ndarra
     return counts
 
 
-def resize_then_crop(sample: dict, resize: Resize, crop: RandomCrop, rng: np.random.Generator) -> dict:
-    """``crop(resize(sample))`` with the same random draws, computing only the cropped window where that saves work
-    (module docstring); otherwise the two transforms as they are."""
+def resize_then_crop(sample: dict, resize: Resize, crop: RandomCrop, rng: np.random.Generator,
+                     flip: RandomFlip | None = None) -> dict:
+    """``crop(resize(sample))``, then ``flip`` when given, with the same random draws, computing only the cropped
+    window where that saves work (module docstring): a flip is then the mirrored window, read right to left (no pass
+    of its own). Otherwise the transforms as they are."""
     image = sample["image"]
     height, width = image.shape[:2]
     new_w, new_h = resize.target_size(height, width, rng)
@@ -211,7 +227,8 @@ def resize_then_crop(sample: dict, resize: Resize, crop: RandomCrop, rng: np.ran
         and (new_w, new_h) != (width, height) and crop_h * crop_w <= WINDOW_MAX_SHARE * new_h * new_w
     )
     if not usable:
-        return crop(resize_sample(sample, (new_w, new_h), resize.image_interpolation), rng)
+        sample = crop(resize_sample(sample, (new_w, new_h), resize.image_interpolation), rng)
+        return sample if flip is None else flip(sample, rng)
     rows, cols = _nearest_indices(height, new_h), _nearest_indices(width, new_w)
     seg = sample.get("seg_target")
     check = seg is not None and crop.one_category_max_ratio < 1
@@ -229,13 +246,23 @@ def resize_then_crop(sample: dict, resize: Resize, crop: RandomCrop, rng: np.ran
                 window_seg = None
             if crop.accepts(counts):
                 break
+    flipped = flip is not None and rng.random() < flip.prob  # RandomFlip.__call__'s draw
     scale_x, scale_y = width / new_w, height / new_h
-    matrix = np.array([[scale_x, 0.0, (left + 0.5) * scale_x - 0.5], [0.0, scale_y, (top + 0.5) * scale_y - 0.5]])
+    # output column x samples the resized image's column left + x (mirrored: left + crop_w - 1 - x), pixel centres
+    # mapped as cv2.resize maps them
+    x_row = ([-scale_x, 0.0, (left + crop_w - 0.5) * scale_x - 0.5] if flipped
+             else [scale_x, 0.0, (left + 0.5) * scale_x - 0.5])
+    matrix = np.array([x_row, [0.0, scale_y, (top + 0.5) * scale_y - 0.5]])
     sample["image"] = cv2.warpAffine(image, matrix, (crop_w, crop_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                      borderMode=cv2.BORDER_REPLICATE)
+    window_cols = cols[left : left + crop_w]
+    if flipped:
+        window_cols = window_cols[::-1]
     for key in labels:
-        if key == "seg_target" and window_seg is not None:
+        if key == "seg_target" and window_seg is not None and not flipped:
             sample[key] = window_seg
         else:
-            sample[key] = sample[key].take(rows[top : top + crop_h], axis=0).take(cols[left : left + crop_w], axis=1)
+            sample[key] = sample[key].take(rows[top : top + crop_h], axis=0).take(window_cols, axis=1)
+    if flipped and "seg_target" in sample and flip.fixed_seg_target_pairs:
+        sample["seg_target"] = flip._swap_pairs(sample["seg_target"])
     return sample
