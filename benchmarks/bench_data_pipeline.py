@@ -296,7 +296,7 @@ def _stage_ms(read: Callable[[int], dict], stages: list[tuple[str, Callable]], c
     return {name: round(1e3 * total / count, 3) for name, total in totals.items()}
 
 
-def run(num_images: int = 16, repeats: int = 7) -> dict:
+def run(num_images: int = 32, repeats: int = 11) -> dict:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as tmp:
