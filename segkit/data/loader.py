@@ -9,6 +9,7 @@ torch RNG. Call :func:`set_epoch` before each epoch.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator, Sized
 from typing import Any
@@ -124,10 +125,16 @@ def _generator_seed(seed: int, epoch: int) -> int:
 
 
 def seed_worker(worker_id: int) -> None:
-    """Worker setup: one OpenCV thread per worker, and distinct global seeds for third-party code.
+    """Worker setup: one OpenCV thread per worker, distinct global seeds for third-party code, and freed memory kept
+    for reuse where the process that started the workers keeps it (a worker not forked from it does not inherit
+    that; see ``segkit.engine.threads.RETAIN_ENV``).
 
     segkit's own transforms draw only from the per-sample generator, so results do not depend on this.
     """
+    from ..engine.threads import RETAIN_ENV, retain_freed_memory
+
+    if os.environ.get(RETAIN_ENV) == "1":
+        retain_freed_memory()
     cv2.setNumThreads(1)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)

@@ -140,6 +140,11 @@ def omp_num_threads() -> int | None:
     return value if value >= 1 else None
 
 
+RETAIN_ENV = "SEGKIT_RETAIN_FREED_MEMORY"
+"""Set to ``1`` by :func:`configure_cpu` once it kept freed memory for reuse: DataLoader workers started by a
+``forkserver`` or ``spawn`` context (Python 3.14's default on Linux is ``forkserver``) do not inherit the allocator
+setting as forked ones do, and apply it again (``segkit.data.loader.seed_worker``)."""
+
 MMAP_THRESHOLD = 1 << 30
 """Allocations up to this size come from the heap once :func:`retain_freed_memory` ran (glibc's default: 128 KiB,
 raised on the fly up to 32 MiB)."""
@@ -188,4 +193,5 @@ def configure_cpu(recipe, *, cpus: int | None = None, processes: int | None = No
     cv2.setNumThreads(plan.threads)
     if runtime.retain_freed_memory and retain_freed_memory():
         plan = dataclasses.replace(plan, retains_memory=True)
+        os.environ[RETAIN_ENV] = "1"  # loader workers not forked from here (forkserver, spawn) apply it themselves
     return plan

@@ -4,6 +4,7 @@ recipe overrides, and the line in the run header."""
 from __future__ import annotations
 
 import itertools
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -155,6 +156,10 @@ def test_run_header_and_loaders_use_the_plan(tiny_recipe, capsys, monkeypatch, r
 RETENTION_PROBE = """
 import resource, sys, torch
 from segkit.engine.threads import retain_freed_memory
+if sys.argv[1] == "worker":  # a loader worker's set-up in a fresh process (spawn, forkserver): told by the parent
+    from segkit.data.loader import seed_worker
+
+    seed_worker(0)
 applied = retain_freed_memory() if sys.argv[1] == "on" else False
 faults = []
 for _ in range(8):  # like forward passes: tensors of several sizes made and freed, round after round
@@ -188,9 +193,9 @@ def test_retained_memory_is_reused_without_page_faults():
     import subprocess
     import sys
 
-    def probe(mode):
+    def probe(mode, **env):
         out = subprocess.run([sys.executable, "-c", RETENTION_PROBE, mode], check=True, capture_output=True,
-                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout.split()
+                             text=True, env={**os.environ, "OMP_NUM_THREADS": "1", **env}).stdout.split()
         return out[0] == "True", [int(v) for v in out[1:]]
 
     applied, faults = probe("on")
@@ -200,14 +205,71 @@ def test_retained_memory_is_reused_without_page_faults():
     assert applied and sum(faults[-3:]) < 1000, faults
     applied, faults = probe("off")
     assert not applied and min(faults) > 15000, faults
+    _, faults = probe("worker", **{threads.RETAIN_ENV: "1"})  # the worker set-up applied it, told by the variable
+    assert sum(faults[-3:]) < 1000, faults
 
 
 @pytest.mark.parametrize("retain", [True, False])
 def test_configure_retains_freed_memory_unless_the_recipe_says_not(monkeypatch, restore_threads, retain):
     calls = []
     monkeypatch.setattr(threads, "retain_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.delenv(threads.RETAIN_ENV, raising=False)
     recipe = SimpleNamespace(runtime=SimpleNamespace(num_threads=1, num_workers=0, retain_freed_memory=retain),
                              dataloader=SimpleNamespace(train=SimpleNamespace(num_workers_per_gpu=0)))
     plan = threads.configure_cpu(recipe, cpus=2, processes=1)
     assert plan.retains_memory is retain and bool(calls) is retain
     assert ("freed memory kept for reuse" in plan.describe()) is retain
+    assert (os.environ.get(threads.RETAIN_ENV) == "1") is retain  # what workers not forked from here read
+
+
+SPAWNED_WORKERS = """
+import os, resource, sys
+import torch
+from torch.utils.data import DataLoader, Dataset
+from segkit.data.loader import seed_worker
+from segkit.engine.threads import RETAIN_ENV
+
+
+class Rounds(Dataset):  # in the worker: page faults of the last of several rounds of 4-48 MiB tensors
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        for _ in range(6):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            kept = []
+            for mib in (4, 16, 48, 16, 4):
+                kept.append(torch.empty(mib * 2**18).fill_(1.0))
+                if len(kept) > 2:
+                    kept.pop(0)
+            del kept
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        return faults
+
+
+if __name__ == "__main__":
+    for setting in ("1", None):  # a spawned worker reads the variable the parent has when it starts the worker
+        if setting:
+            os.environ[RETAIN_ENV] = setting
+        else:
+            os.environ.pop(RETAIN_ENV, None)
+        loader = DataLoader(Rounds(), num_workers=1, worker_init_fn=seed_worker, multiprocessing_context="spawn")
+        print(int(next(iter(loader))))
+"""
+
+
+@pytest.mark.slow  # about 30 s: three processes import torch
+def test_spawned_loader_workers_keep_freed_memory_when_the_parent_does(tmp_path):
+    """Workers of a ``spawn`` context (like Python 3.14's default ``forkserver``) do not inherit the allocator
+    setting; ``seed_worker`` applies it again when ``configure_cpu`` applied it in the parent."""
+    import subprocess
+    import sys
+
+    if not _glibc():
+        return  # nothing to apply (the probe above checks that the function says so)
+    script = tmp_path / "spawned.py"
+    script.write_text(SPAWNED_WORKERS)
+    out = subprocess.run([sys.executable, str(script)], check=True, capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300).stdout.split()
+    kept, system = int(out[0]), int(out[1])
+    assert kept < 1000 and system > 15000, (kept, system)
