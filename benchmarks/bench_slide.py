@@ -178,7 +178,7 @@ def _peak(what: str, window_batch: int, retain: bool = False) -> dict:
     return _child(f"_peak_child({what!r}, {window_batch}, {retain})")
 
 
-def run(rounds: int = 5, window_batches: tuple[int, ...] = (1, 4)) -> dict:
+def run(rounds: int = 7, window_batches: tuple[int, ...] = (1, 4)) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = []
     for window_batch in window_batches:
