@@ -23,9 +23,9 @@ reuse, as its loader workers do (they are forked after ``configure_cpu`` applied
 on by default); the baseline's and the decoder's run with the C library's default, as SSSegmentation's do.
 ``baseline_kept`` is the baseline in a process that keeps freed memory too, so ``speedup_same_allocator`` says what
 the pipeline itself gains with the allocator setting taken out of the comparison. The earlier measurement ran them
-image by image in turn in one process (``speedup_one_process`` keeps that figure for comparison): every image then started on caches
-and a heap the other contender had just used, a cost of roughly a fixed share of a millisecond per image that a worker
-running its own pipeline does not pay, and which weighs most on the fastest contender.
+image by image in turn in one process (``speedup_one_process`` keeps that figure for comparison): every image then
+started on caches and a heap the other contender had just used, a cost of roughly a fixed share of a millisecond
+per image that a worker running its own pipeline does not pay, and which weighs most on the fastest contender.
 """
 
 from __future__ import annotations

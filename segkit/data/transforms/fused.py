@@ -7,18 +7,18 @@ with less work and memory traffic.
   type), ``int64`` label maps whose values (and every fill value and swapped pair) fit ``int16`` travel as ``int16``
   (``img2aug_pos_mapper`` as ``int32``) and become ``int64`` at ``ToTensor``: a quarter of the bytes to resize, count,
   crop, flip and pad.
-- **Resize -> RandomCrop [-> RandomFlip] in one step.** Where the crop keeps at most 90% of the resized image, only the kept window
-  is computed: the label maps by gathering the source rows and columns that ``cv2.INTER_NEAREST_EXACT`` picks
-  (exact: the same pixels), the image by ``cv2.warpAffine`` with the same pixel-centre mapping as ``cv2.resize``.
-  This is the one fast path that is not bit-identical: ``warpAffine`` quantises sampling positions to 1/32 pixel
-  where ``resize`` uses 1/2048, so about one pixel in eight differs by one level (never more in the tests, uniform
-  noise images included; a later PhotoMetricDistortion may amplify that). The random draws, window and labels are
-  the same. Upscaled ADE20k-style samples (scale up to 2.1x, then a 512x512 crop) cost a quarter of the resize they
-  replace. RandomCrop's class check
-  counts each window it tries from the source block it covers, every source pixel weighted by how often its row and
-  column are picked (:func:`resampled_label_counts`), so only the window kept is gathered. A ``RandomFlip`` right
-  after the crop joins the step: the window is computed mirrored (the image's sampling positions and the labels'
-  column indices read right to left), the same draw deciding it.
+- **Resize -> RandomCrop [-> RandomFlip] in one step.** Where the crop keeps at most 90% of the resized image, only
+  the kept window is computed: the label maps by gathering the source rows and columns that
+  ``cv2.INTER_NEAREST_EXACT`` picks (exact: the same pixels), the image by ``cv2.warpAffine`` with the same
+  pixel-centre mapping as ``cv2.resize``. This is the one fast path that is not bit-identical: ``warpAffine``
+  quantises sampling positions to 1/32 pixel where ``resize`` uses 1/2048, so about one pixel in eight differs by one
+  level (never more in the tests, uniform noise images included; a later PhotoMetricDistortion may amplify that).
+  The random draws, window and labels are the same. Upscaled ADE20k-style samples (scale up to 2.1x, then a 512x512
+  crop) cost a quarter of the resize they replace. RandomCrop's class check counts each window it tries from the
+  source block it covers, every source pixel weighted by how often its row and column are picked
+  (:func:`resampled_label_counts`), so only the window kept is gathered. A ``RandomFlip`` right after the crop joins
+  the step: the window is computed mirrored (the image's sampling positions and the labels' column indices read
+  right to left), the same draw deciding it.
 - **PhotoMetricDistortion's level tables folded into Normalize's.** Brightness and contrast are tables of the 256
   levels; those not followed by the HSV step are composed with the normalisation tables instead of passing over the
   image (the same floats).
