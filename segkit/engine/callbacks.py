@@ -131,6 +131,9 @@ class RunLog(Callback):
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.started = time.perf_counter()
+        if getattr(trainer, "resumed", None):  # the log so far is the earlier attempt's; say where this one starts
+            self.line(f"{trainer.resumed}; the lines above that come after iteration {trainer.iteration} are the "
+                      "interrupted attempt's, run again from here")
         self.line(f"training {trainer.recipe.type} on {trainer.recipe.dataset.type}: {trainer.summary()}")
         self.line(trainer.cpu_plan.describe())
 

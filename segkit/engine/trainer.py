@@ -92,6 +92,7 @@ class Trainer:
         self._build_model()
         self.epoch, self.iteration, self.best_miou = 1, 0, -1.0
         self.resume_skip = 0  # iterations of the first epoch already done (a checkpoint from inside an epoch)
+        self.resumed: str | None = None  # "resumed from <checkpoint> at epoch ..." when resuming
         self.metrics: dict = {}
         self.last_eval_epoch = 0
         self.max_epochs = recipe.scheduler.max_epochs
@@ -189,7 +190,8 @@ class Trainer:
         if "rng" in state:
             set_rng_state(state["rng"])
         where = f" + {self.resume_skip} iterations of epoch {self.epoch}" if self.resume_skip else ""
-        self.console.print(f"resumed from {path} at epoch {state['epoch']}{where} (iteration {self.iteration})")
+        self.resumed = f"resumed from {path} at epoch {state['epoch']}{where} (iteration {self.iteration})"
+        self.console.print(self.resumed)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> dict:

@@ -87,6 +87,9 @@ def test_ctrl_c_says_how_to_continue_and_that_command_works(tiny_recipe, tmp_pat
                               f"{int(match.group(2)) + 1}"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from {work / 'checkpoints' / 'last.pt'} at epoch {match.group(2)}" in resumed.stdout
+    log = (work / "log.txt").read_text()  # the earlier attempt's lines, then where this one starts
+    stop, restart = log.index(match.group(0)), log.index(f"resumed from {work / 'checkpoints' / 'last.pt'}")
+    assert stop < restart < log.rindex("training ") and "are the interrupted attempt's" in log[restart:]
 
 
 def test_plain_progress_lines(monkeypatch):
