@@ -153,25 +153,35 @@ def test_run_header_and_loaders_use_the_plan(tiny_recipe, capsys, monkeypatch, r
     assert seen == {"TRAIN": 1, "TEST": 0} and torch.get_num_threads() == 1
 
 
-RETENTION_PROBE = """
-import resource, sys, torch
+ROUNDS = """
+import resource
+import torch
+
+
+def rounds(count):  # like forward passes: tensors of 4-48 MiB made and freed; the page faults of each round
+    faults = []
+    for _ in range(count):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        kept = []
+        for mib in (4, 16, 48, 16, 4):
+            kept.append(torch.empty(mib * 2**18).fill_(1.0))
+            if len(kept) > 2:
+                kept.pop(0)
+        del kept
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return faults
+"""
+"""The allocation rounds both probe scripts below run (the first in a process, the second in a loader worker)."""
+
+RETENTION_PROBE = ROUNDS + """
+import sys
 from segkit.engine.threads import retain_freed_memory
 if sys.argv[1] == "worker":  # a loader worker's set-up in a fresh process (spawn, forkserver): told by the parent
     from segkit.data.loader import seed_worker
 
     seed_worker(0)
 applied = retain_freed_memory() if sys.argv[1] == "on" else False
-faults = []
-for _ in range(8):  # like forward passes: tensors of several sizes made and freed, round after round
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    kept = []
-    for mib in (4, 16, 48, 16, 4):
-        kept.append(torch.empty(mib * 2**18).fill_(1.0))
-        if len(kept) > 2:
-            kept.pop(0)
-    del kept
-    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(applied, *faults)
+print(applied, *rounds(8))
 """
 
 
@@ -222,29 +232,19 @@ def test_configure_retains_freed_memory_unless_the_recipe_says_not(monkeypatch, 
     assert (os.environ.get(threads.RETAIN_ENV) == "1") is retain  # what workers not forked from here read
 
 
-SPAWNED_WORKERS = """
-import os, resource, sys
-import torch
+SPAWNED_WORKERS = ROUNDS + """
+import os
 from torch.utils.data import DataLoader, Dataset
 from segkit.data.loader import seed_worker
 from segkit.engine.threads import RETAIN_ENV
 
 
-class Rounds(Dataset):  # in the worker: page faults of the last of several rounds of 4-48 MiB tensors
+class Rounds(Dataset):  # in the worker: page faults of the last of several allocation rounds
     def __len__(self):
         return 1
 
     def __getitem__(self, index):
-        for _ in range(6):
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            kept = []
-            for mib in (4, 16, 48, 16, 4):
-                kept.append(torch.empty(mib * 2**18).fill_(1.0))
-                if len(kept) > 2:
-                    kept.pop(0)
-            del kept
-            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-        return faults
+        return rounds(6)[-1]
 
 
 if __name__ == "__main__":
