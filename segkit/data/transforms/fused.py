@@ -246,7 +246,7 @@ def resize_then_crop(sample: dict, resize: Resize, crop: RandomCrop, rng: np.ran
                 window_seg = None
             if crop.accepts(counts):
                 break
-    flipped = flip is not None and rng.random() < flip.prob  # RandomFlip.__call__'s draw
+    flipped = flip is not None and flip.draw(rng)
     scale_x, scale_y = width / new_w, height / new_h
     # output column x samples the resized image's column left + x (mirrored: left + crop_w - 1 - x), pixel centres
     # mapped as cv2.resize maps them
@@ -263,6 +263,6 @@ def resize_then_crop(sample: dict, resize: Resize, crop: RandomCrop, rng: np.ran
             sample[key] = window_seg
         else:
             sample[key] = sample[key].take(rows[top : top + crop_h], axis=0).take(window_cols, axis=1)
-    if flipped and "seg_target" in sample and flip.fixed_seg_target_pairs:
-        sample["seg_target"] = flip._swap_pairs(sample["seg_target"])
+    if flipped:
+        flip.swap_pairs(sample)
     return sample

@@ -135,15 +135,23 @@ class RandomFlip:
         self.fixed_seg_target_pairs = [tuple(pair) for pair in fixed_seg_target_pairs or []]
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
-        if rng.random() >= self.prob:
+        if not self.draw(rng):
             return sample
         sample["image"] = cv2.flip(sample["image"], 1)
         for key in LABEL_KEYS:
             if key in sample:
                 sample[key] = flip_labels(sample[key])
+        self.swap_pairs(sample)
+        return sample
+
+    def draw(self, rng: np.random.Generator) -> bool:
+        """This call's one random draw: whether to flip."""
+        return rng.random() < self.prob
+
+    def swap_pairs(self, sample: dict) -> None:
+        """Swap ``fixed_seg_target_pairs`` in the sample's (just flipped) ``seg_target``, if any."""
         if "seg_target" in sample and self.fixed_seg_target_pairs:
             sample["seg_target"] = self._swap_pairs(sample["seg_target"])
-        return sample
 
     def _swap_pairs(self, seg: np.ndarray) -> np.ndarray:
         swapped = seg.copy()
