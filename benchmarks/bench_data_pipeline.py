@@ -11,9 +11,14 @@ remapped key by key (``seg[seg == k] = v`` over the 151 keys), RandomCrop copyin
 float32 label tensors. It is written here from that description, not copied.
 
 summary: images per CPU second (one thread, so per core: the thread's CPU time, which other processes on a shared
-machine do not inflate) of segkit (fused fast paths of Compose), segkit with them off, and the baseline (median over
-repeats of all images); ``speedup`` = segkit / baseline (same run, image by image in turn) with the range of the
-per-repeat speedups; ``speedup_wall`` the same from wall-clock time. ``decode`` (reading and decoding the two files
+machine do not inflate) of segkit as its training loader runs on CUDA (fused fast paths of Compose; ``Normalize``
+left to the device, where ``DeviceNormalize`` finishes the batch, as MMSegmentation's ``SegDataPreProcessor``
+does), segkit normalising in the worker (``segkit_in_worker``: a CPU run, or ``normalize_on_device = false``),
+segkit with the fast paths off, and the baseline (median over repeats of all images); ``speedup`` = segkit /
+baseline with the range of the per-repeat speedups, ``speedup_normalized_in_worker`` the same for
+``segkit_in_worker``; ``speedup_wall`` the same from wall-clock time. ``device_finish_ms_on_cpu`` is what
+``DeviceNormalize`` costs per image of a 16-image batch when the device is this CPU (a GPU does it in
+microseconds). ``decode`` (reading and decoding the two files
 with ``cv2.imread``, nothing else) runs in the same rotation: ``speedup_ceiling`` = decode / baseline is the most any
 pipeline that decodes these files can reach, and ``speedup_after_decode`` compares what comes after it.
 
@@ -47,7 +52,7 @@ MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 CROP = 512
 NUM_CLASSES = 150
 ADE_REMAP = {0: -100, **{i: i - 1 for i in range(1, NUM_CLASSES + 1)}}
-KEEPS_FREED_MEMORY = {"segkit", "segkit_unfused", "baseline_kept"}
+KEEPS_FREED_MEMORY = {"segkit", "segkit_in_worker", "segkit_unfused", "baseline_kept"}
 """Contenders whose process keeps freed memory for reuse (``segkit.engine.threads.retain_freed_memory``)."""
 SEGKIT_PIPELINE = [
     {"type": "Resize", "output_size": [2048, 512], "keep_ratio": True, "scale_range": [0.5, 2.0]},
@@ -200,9 +205,11 @@ def _segkit_dataset(root: Path, ids: list[str]):
 
 def _contender(name: str, root: Path, ids: list[str]) -> tuple[Callable[[int], object], Callable[[int], None]]:
     """``(run image i, select epoch e)`` of contender ``name``."""
-    if name in ("segkit", "segkit_unfused"):
+    if name in ("segkit", "segkit_in_worker", "segkit_unfused"):
         dataset = _segkit_dataset(root, ids)
-        dataset.pipeline.fast = name == "segkit"  # unfused: the same transforms one by one
+        dataset.pipeline.fast = name != "segkit_unfused"  # unfused: the same transforms one by one
+        if name == "segkit":  # as the training loader runs on CUDA
+            dataset.pipeline.defer_normalization()
         return dataset.__getitem__, dataset.set_epoch
 
     def baseline(index: int) -> dict:
@@ -296,14 +303,29 @@ def _stage_ms(read: Callable[[int], dict], stages: list[tuple[str, Callable]], c
     return {name: round(1e3 * total / count, 3) for name, total in totals.items()}
 
 
+def _device_finish_ms(root: Path, ids: list[str], batch_size: int = 16) -> float:
+    """Milliseconds per image of ``DeviceNormalize`` finishing a batch of deferred samples on this CPU (best of 5)."""
+    from segkit.data import collate_train
+
+    dataset = _segkit_dataset(root, ids)
+    finish = dataset.pipeline.defer_normalization()
+    batch = collate_train([dataset[i % len(ids)] for i in range(batch_size)])
+    best = float("inf")
+    for _ in range(5):
+        c0 = time.thread_time()
+        finish(batch, torch.device("cpu"))
+        best = min(best, time.thread_time() - c0)
+    return round(1e3 * best / batch_size, 3)
+
+
 def run(num_images: int = 32, repeats: int = 11) -> dict:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ids = write_ade_like(root, num_images)
-        cpu, wall = _time_in_processes(["segkit", "segkit_unfused", "baseline", "decode", "baseline_kept"], root, ids,
-                                       repeats)
+        names = ["segkit", "segkit_unfused", "baseline", "decode", "baseline_kept", "segkit_in_worker"]
+        cpu, wall = _time_in_processes(names, root, ids, repeats)
         cpu = [[round(v, 4) for v in row] for row in cpu]
         wall = [[round(v, 4) for v in row] for row in wall]
         # the older measurement: segkit and the baseline in turn in this one process (one heap for both)
@@ -339,6 +361,7 @@ def run(num_images: int = 32, repeats: int = 11) -> dict:
             ("PhotoMetricDistortion+Normalize+ToTensor+Padding",
              lambda s: fused.photometric_then_tail(s, distortion, normalize, padding, rng)),
         ], num_images)
+        finish_ms = _device_finish_ms(root, ids)
         baseline_stages = _stage_ms(lambda i: baseline_read(root, ids[i]),
                                     [(f.__name__.removeprefix("baseline_"), f) for f in BASELINE_STAGES], num_images)
 
@@ -353,10 +376,8 @@ def run(num_images: int = 32, repeats: int = 11) -> dict:
         "images": f"{num_images} generated 640x480 JPEG + PNG (ADE-style, 0 = void)",
         "threads": {"torch": torch.get_num_threads(), "cv2": cv2.getNumThreads()},
         "freed_memory_kept": sorted(KEEPS_FREED_MEMORY),
-        "cpu_s": {"segkit": cpu[0], "segkit_unfused": cpu[1], "baseline": cpu[2], "decode": cpu[3],
-                  "baseline_kept": cpu[4]},
-        "wall_s": {"segkit": wall[0], "segkit_unfused": wall[1], "baseline": wall[2], "decode": wall[3],
-                   "baseline_kept": wall[4]},
+        "cpu_s": dict(zip(names, cpu, strict=True)),
+        "wall_s": dict(zip(names, wall, strict=True)),
         "segkit_ms_per_stage": segkit_stages,
         "segkit_fused_ms_per_stage": fused_stages,
         "baseline_ms_per_stage": baseline_stages,
@@ -369,6 +390,9 @@ def run(num_images: int = 32, repeats: int = 11) -> dict:
             "speedup": round(rate(cpu[0]) / rate(cpu[2]), 2),
             "speedup_range_over_repeats": [round(cpu_ratios[0], 2), round(cpu_ratios[-1], 2)],
             "speedup_same_allocator": round(rate(cpu[0]) / rate(cpu[4]), 2),
+            "speedup_normalized_in_worker": round(rate(cpu[5]) / rate(cpu[2]), 2),
+            "segkit_in_worker_ms": round(1e3 / rate(cpu[5]), 3),
+            "device_finish_ms_on_cpu": finish_ms,
             "speedup_one_process": round(statistics.median(b for _, b in one_process)
                                          / statistics.median(s for s, _ in one_process), 2),
             "speedup_unfused": round(rate(cpu[1]) / rate(cpu[2]), 2),

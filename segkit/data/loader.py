@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ..errors import DataError, RecipeError, SegkitError, did_you_mean
+from .transforms.fused import DEFERRED_KEYS
 
 LOADER_DEFAULTS = {
     "TRAIN": {
@@ -248,9 +249,20 @@ def _collate(samples: list[dict], stack_keys: tuple[str, ...], advice: str) -> d
 
 def collate_train(samples: list[dict]) -> dict[str, Any]:
     """``image`` [B,3,H,W] float32, ``seg_target`` [B,H,W] int64 (plus ``edge_target`` and
-    ``img2aug_pos_mapper`` when present); other keys as lists."""
+    ``img2aug_pos_mapper`` when present); other keys as lists.
+
+    Samples left for the device to normalise (see :meth:`~segkit.data.transforms.compose.Compose.defer_normalization`)
+    give ``image`` [B,H,W,C] uint8, ``image_levels`` [B,256] and ``image_window`` [B,4], and label maps in the
+    integer type they travelled in (the trainer makes them int64 on the device)."""
     advice = "make the train pipeline end at a fixed size (RandomCrop, then Padding to the crop size)"
-    return _collate(samples, ("image", "seg_target", "edge_target", "img2aug_pos_mapper"), advice)
+    deferred = sum("image_levels" in sample for sample in samples)
+    if 0 < deferred < len(samples):
+        raise DataError(
+            f"{deferred} of {len(samples)} samples of this batch left their 8-bit image to be normalised on the "
+            "device and the others did not (their images were not 8-bit when Normalize came); set "
+            "normalize_on_device = false in the recipe"
+        )
+    return _collate(samples, ("image", "seg_target", "edge_target", "img2aug_pos_mapper", *DEFERRED_KEYS), advice)
 
 
 def collate_test(samples: list[dict]) -> dict[str, Any]:

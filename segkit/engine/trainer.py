@@ -108,6 +108,10 @@ class Trainer:
         if not ctx.is_main:
             barrier()  # rank 0 first: it may write data on first use (the synthetic dataset)
         self.train_set = build_dataset(cfg, mode="TRAIN", seed=r.seed)
+        self.device_normalize = None  # a DeviceNormalize when the workers leave Normalize to the device
+        if r.normalize_on_device is True or (r.normalize_on_device == "auto" and ctx.device.type == "cuda"):
+            defer = getattr(getattr(self.train_set, "pipeline", None), "defer_normalization", None)
+            self.device_normalize = defer() if defer is not None else None
         self.val_set = build_dataset(cfg, mode="TEST", seed=r.seed)
         if ctx.is_main:
             barrier()
@@ -249,8 +253,11 @@ class Trainer:
         rank 0 displays its own values, so no collective is needed for logging)."""
         device = self.ctx.device
         self.last_lr = self.scheduler.update_lr(self.iteration)
-        images = batch_to_device(batch["image"], device, self.recipe.channels_last)
-        targets = {k: batch[k].to(device, non_blocking=True) for k in TARGET_KEYS if k in batch}
+        if "image_levels" in batch:  # uint8 images the workers left for the device to normalise
+            images = self.device_normalize(batch, device, self.recipe.channels_last)
+        else:
+            images = batch_to_device(batch["image"], device, self.recipe.channels_last)
+        targets = {k: batch[k].to(device, non_blocking=True).long() for k in TARGET_KEYS if k in batch}
         model = self.model
         if model.uses_progress:
             model.set_progress(epoch=self.epoch, iteration=self.iteration, lr=self.last_lr,

@@ -142,7 +142,7 @@ def test_windowed_resize_is_taken_for_large_upscales_only():
 @pytest.mark.parametrize("seed", range(6))
 def test_numpy_padding_and_pairs_fast_equals_one_by_one(seed):
     fast, out_fast, out_plain = run_both(NUMPY_PADDING, make_sample, seed)
-    assert fast._plan.compact == (-100, 255) and fast._plan.tail is None
+    assert fast._plan.compact == (-100, 255) and fast._plan.tail == 4 and not fast._plan.padded_tail
     assert_same(out_fast, out_plain)
 
 
@@ -329,3 +329,69 @@ def test_photometric_scratch_planes_are_per_thread():
     with ThreadPoolExecutor(6) as pool:
         together = list(pool.map(run, range(48)))
     assert all(torch.equal(a, b) for a, b in zip(alone, together, strict=True))
+
+
+def _deferred_and_plain_batches(pipeline_cfg, seeds, sizes):
+    """Collated batches of the same samples through a chain that defers normalisation and through the usual one."""
+    from segkit.data import collate_train
+
+    deferred, usual = build_pipeline(pipeline_cfg), build_pipeline(pipeline_cfg)
+    finish = deferred.defer_normalization()
+    out = [], []
+    for seed, (height, width) in zip(seeds, sizes, strict=True):
+        for chain, bucket in ((deferred, out[0]), (usual, out[1])):
+            bucket.append(chain(make_sample(seed, height=height, width=width), np.random.default_rng(seed)))
+    return finish, collate_train(out[0]), collate_train(out[1])
+
+
+@pytest.mark.parametrize("to_rgb", [True, False])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_device_normalize_finishes_deferred_samples_into_the_same_batch(to_rgb, channels_last):
+    chain = [dict(t) for t in ADE]
+    chain[4]["to_rgb"] = to_rgb
+    chain[6]["image_fill_value"] = 0.25
+    sizes = [(48, 70), (20, 30), (48, 70), (30, 20)]  # two padded (one each way), PMD draws differ per seed
+    finish, deferred, usual = _deferred_and_plain_batches(chain, range(4), sizes)
+    assert deferred["image"].dtype == torch.uint8 and deferred["image"].shape == (4, 64, 64, 3)
+    assert deferred["seg_target"].dtype == torch.int16  # label maps stay compact until the device
+    assert (deferred["image_window"][:, 2:] < 64).any()  # some were padded
+    assert (deferred["image_levels"] != torch.arange(256)).any()  # some brightness/contrast left for the device
+    images = finish(deferred, torch.device("cpu"), channels_last=channels_last)
+    assert images.dtype == torch.float32 and torch.equal(images, usual["image"])  # bit for bit, padding included
+    assert images.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    for key in ("seg_target", "edge_target", "img2aug_pos_mapper"):
+        assert torch.equal(deferred[key].long(), usual[key]), key
+
+
+def test_device_normalize_without_a_padding_step():
+    finish, deferred, usual = _deferred_and_plain_batches(NUMPY_PADDING, range(3), [(48, 70)] * 3)
+    assert deferred["image"].shape == (3, 40, 56, 3) and (deferred["image_window"][:, 2:] == torch.tensor([40, 56])).all()
+    assert torch.equal(finish(deferred, torch.device("cpu")), usual["image"])
+    assert torch.equal(deferred["seg_target"].long(), usual["seg_target"])
+
+
+def test_deferral_needs_the_fused_tail_and_mixed_batches_are_a_clear_error():
+    from segkit.data import collate_train
+    from segkit.errors import DataError
+
+    assert build_pipeline(NUMPY_PADDING[:4] + [{"type": "ToTensor"}]).defer_normalization() is None  # no Normalize
+    plain = build_pipeline(ADE)
+    plain.fast = False
+    assert plain.defer_normalization() is None and not plain.defer_normalize
+    chain = build_pipeline(ADE[:3] + ADE[4:])  # PhotoMetricDistortion takes 8-bit images only
+    assert chain.defer_normalization() is not None
+    eight_bit = chain(make_sample(0), np.random.default_rng(0))
+    wide = make_sample(1)
+    wide["image"] = wide["image"].astype(np.float32)  # not 8-bit: the transforms run one by one, normalised here
+    normalised = chain(wide, np.random.default_rng(1))
+    assert "image_levels" in eight_bit and "image_levels" not in normalised
+    with pytest.raises(DataError, match="normalize_on_device = false"):
+        collate_train([eight_bit, normalised])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_normalize_on_cuda_equals_the_workers_batch():
+    sizes = [(48, 70), (20, 30), (30, 20)]
+    finish, deferred, usual = _deferred_and_plain_batches(ADE, range(3), sizes)
+    images = finish(deferred, torch.device("cuda"), channels_last=True)
+    assert images.is_cuda and torch.equal(images.cpu(), usual["image"])

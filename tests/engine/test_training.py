@@ -72,3 +72,20 @@ def test_two_process_gloo_ddp(tiny_recipe, tmp_path):
     assert 0.0 <= metrics["mIoU"] <= 1.0
     # 8 images per step in total: 4 per process, 3 steps per epoch
     assert torch.load(work / "checkpoints" / "last.pt", weights_only=True)["iteration"] == 6
+
+
+def test_normalizing_on_the_device_trains_the_same_weights(tiny_recipe, tmp_path, monkeypatch):
+    from segkit.data.transforms.fused import DeviceNormalize
+
+    calls = []
+    finish = DeviceNormalize.__call__
+    monkeypatch.setattr(DeviceNormalize, "__call__", lambda self, *a, **k: calls.append(1) or finish(self, *a, **k))
+    weights = {}
+    for flag in ("true", "false"):  # "auto" is "false" on a CPU
+        work = tmp_path / f"on_device_{flag}"
+        api.train(tiny_recipe, [f"normalize_on_device={flag}", "scheduler.max_epochs=1", "eval_interval_epochs=2"],
+                  work_dir=str(work), deterministic=True)
+        weights[flag] = torch.load(work / "checkpoints" / "last.pt", weights_only=True)["model"]
+        assert len(calls) == 3, flag  # one per iteration of the "true" run, none in the other
+    assert weights["true"].keys() == weights["false"].keys()
+    assert all(torch.equal(weights["true"][k], weights["false"][k]) for k in weights["false"])

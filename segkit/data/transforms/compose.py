@@ -34,14 +34,19 @@ class Compose:
     """Apply transforms in order, passing every one the same random generator.
 
     Where the chain allows, it runs the fast paths of :mod:`.fused` (compact label maps until ``ToTensor``;
-    ``Resize -> RandomCrop [-> RandomFlip]`` computing only the kept window; ``Normalize -> ToTensor -> Padding`` in
+    ``Resize -> RandomCrop [-> RandomFlip]`` computing only the kept window; ``Normalize -> ToTensor [-> Padding]`` in
     one step), which give the same samples (the windowed resize within a level of the image's; see :mod:`.fused`);
     ``fast=False`` turns them off.
+
+    ``defer_normalize`` (set through :meth:`defer_normalization`, by a training loader whose device normalises)
+    makes the fused ``Normalize -> ToTensor [-> Padding]`` hand over a ``uint8`` image for
+    :class:`~segkit.data.transforms.fused.DeviceNormalize` to finish.
     """
 
     def __init__(self, transforms: Sequence[Transform] = (), fast: bool = True) -> None:
         self.transforms = list(transforms)
         self.fast = fast
+        self.defer_normalize = False
         self._plan: Any = None
         self._planned_for: list | None = None
 
@@ -64,14 +69,15 @@ class Compose:
                 continue
             if index == plan.photometric:
                 done = fused.photometric_then_tail(sample, *self.transforms[index : index + 2],
-                                                   self.transforms[index + 3], rng)
+                                                   self._tail_padding(plan), rng, self.defer_normalize)
                 if done is not None:
-                    sample, index = done, index + 4
+                    sample, index = done, index + 3 + plan.padded_tail
                     continue
             if index == plan.tail:
-                done = fused.normalize_to_padded_tensor(sample, self.transforms[index], self.transforms[index + 2])
+                done = fused.normalize_to_padded_tensor(sample, self.transforms[index], self._tail_padding(plan),
+                                                        deferred=self.defer_normalize)
                 if done is not None:
-                    sample, index = done, index + 3
+                    sample, index = done, index + 2 + plan.padded_tail
                     continue
             sample = self.transforms[index](sample, rng)
             index += 1
@@ -81,6 +87,23 @@ class Compose:
         """The label constants of the chain when its label maps travel as ``int16`` until ``ToTensor`` (a dataset
         may then read them as ``int16`` straight away), else ``None``."""
         return self._current_plan().compact if self.fast else None
+
+    def defer_normalization(self) -> Any:
+        """Leave ``Normalize`` (and the image's padding) to the device: from now on samples that take the fused
+        ``Normalize -> ToTensor [-> Padding]`` carry a ``uint8`` image, finished by the
+        :class:`~segkit.data.transforms.fused.DeviceNormalize` returned. ``None`` (and nothing changes) where the
+        chain has no such tail or runs without fast paths."""
+        from . import fused
+
+        tail = self._current_plan().tail if self.fast else None
+        if tail is None:
+            return None
+        self.defer_normalize = True
+        return fused.DeviceNormalize(self.transforms[tail], self._tail_padding(self._current_plan()))
+
+    def _tail_padding(self, plan) -> Any:
+        """The ``Padding`` that ends the fused tail of ``plan``, or ``None``."""
+        return self.transforms[plan.tail + 2] if plan.padded_tail else None
 
     def _current_plan(self):
         """The fast paths of the current transform list (planned again when the list changes)."""

@@ -22,9 +22,14 @@ with less work and memory traffic.
 - **PhotoMetricDistortion's level tables folded into Normalize's.** Brightness and contrast are tables of the 256
   levels; those not followed by the HSV step are composed with the normalisation tables instead of passing over the
   image (the same floats).
-- **Normalize -> ToTensor -> Padding(tensor) in one step.** The normalised planes of a ``uint8`` image are written
-  by ``cv2.LUT`` straight into the padded ``CxHxW`` buffer (filled with the padding value first), and each label
-  map is copied once into its padded ``int64`` tensor: no padded copy of the float image, no separate conversion.
+- **Normalize -> ToTensor [-> Padding(tensor)] in one step.** The normalised planes of a ``uint8`` image are
+  written by ``cv2.LUT`` straight into the (padded) ``CxHxW`` buffer (its border filled with the padding value), and
+  each label map is copied once into its (padded) ``int64`` tensor: no padded copy of the float image, no separate
+  conversion.
+- **Or that tail left to the device** (a training loader on CUDA, ``normalize_on_device``): the image is padded as
+  ``uint8`` and the level table still to apply travels with it, the label maps stay in their compact type, and
+  :class:`DeviceNormalize` makes the same ``float32`` batch where the model runs (MMSegmentation and detectron2
+  normalise there too): no float work in the workers, a quarter of the bytes to collate, pin and copy.
 """
 
 from __future__ import annotations
@@ -53,10 +58,11 @@ class FastPlan:
     """Where a transform list can take the fast paths: ``compact`` label bounds, and the start of a fusable tail."""
 
     compact: tuple[int, int] | None  # every int constant a label map meets before ToTensor (lo, hi); None: off
-    tail: int | None  # index of a Normalize followed by ToTensor and Padding(data_type="tensor")
+    tail: int | None  # index of a Normalize followed by ToTensor (and maybe Padding(data_type="tensor"))
     crops: frozenset[int] = frozenset()  # indices of a Resize (bilinear image) directly followed by a RandomCrop
     photometric: int | None = None  # index of a PhotoMetricDistortion directly before the tail
     flips: frozenset[int] = frozenset()  # those of ``crops`` whose RandomCrop is directly followed by a RandomFlip
+    padded_tail: bool = False  # the tail ends with a Padding(data_type="tensor")
 
 
 def make_plan(transforms: Sequence) -> FastPlan:
@@ -73,10 +79,11 @@ def make_plan(transforms: Sequence) -> FastPlan:
                 if isinstance(t, RandomFlip):
                     constants += [int(v) for pair in t.fixed_seg_target_pairs for v in pair]
             compact = (min(constants), max(constants))
-    tail = None
-    for i in range(len(kinds) - 2):
-        if kinds[i : i + 3] == [Normalize, ToTensor, Padding] and transforms[i + 2].data_type == "tensor":
+    tail, padded_tail = None, False
+    for i in range(len(kinds) - 1):
+        if kinds[i : i + 2] == [Normalize, ToTensor]:
             tail = i
+            padded_tail = kinds[i + 2 : i + 3] == [Padding] and transforms[i + 2].data_type == "tensor"
             break
     crops = frozenset(
         i for i in range(len(kinds) - 1)
@@ -84,7 +91,7 @@ def make_plan(transforms: Sequence) -> FastPlan:
     )
     flips = frozenset(i for i in crops if i + 2 < len(kinds) and kinds[i + 2] is RandomFlip)
     photometric = tail - 1 if tail and kinds[tail - 1] is PhotoMetricDistortion else None
-    return FastPlan(compact, tail, crops, photometric, flips)
+    return FastPlan(compact, tail, crops, photometric, flips, padded_tail)
 
 
 def fits_compact(key: str, lo: int, hi: int, bounds: tuple[int, int]) -> bool:
@@ -111,39 +118,125 @@ def _tail_takes(image, normalize: Normalize) -> bool:
     return channels <= 4 and channels == len(normalize.tables)
 
 
-def normalize_to_padded_tensor(sample: dict, normalize: Normalize, padding: Padding,
-                               levels: np.ndarray | None = None) -> dict | None:
-    """``Normalize``, ``ToTensor`` and ``Padding(data_type="tensor")`` at once; ``None`` where the image is not a
-    ``uint8`` array of at most 4 channels (the caller then runs the three transforms). ``levels``: a ``uint8``
-    table still to apply to every channel (folded into the normalisation tables)."""
+def _padded_window(padding: Padding | None, height: int, width: int) -> tuple[int, int, tuple[slice, slice]]:
+    """The padded size of a ``height x width`` image and the window of it the image fills (``Padding``'s centring;
+    no padding where ``padding`` is ``None``)."""
+    out_h, out_w = (height, width) if padding is None else padding._target(height, width)
+    pad_h, pad_w = max(out_h - height, 0), max(out_w - width, 0)
+    top, left = pad_h // 2, pad_w // 2
+    return height + pad_h, width + pad_w, (slice(top, top + height), slice(left, left + width))
+
+
+def normalize_to_padded_tensor(sample: dict, normalize: Normalize, padding: Padding | None,
+                               levels: np.ndarray | None = None, deferred: bool = False) -> dict | None:
+    """``Normalize``, ``ToTensor`` and ``Padding(data_type="tensor")`` (when ``padding`` is given) at once; ``None``
+    where the image is not a ``uint8`` array of at most 4 channels (the caller then runs the transforms).
+    ``levels``: a ``uint8`` table still to apply to every channel (folded into the normalisation tables).
+    ``deferred``: leave the normalisation to :class:`DeviceNormalize` (see :func:`_deferred_tail`)."""
     image = sample["image"]
     if not _tail_takes(image, normalize):
         return None
+    if deferred:
+        return _deferred_tail(sample, padding, levels)
     channels = 1 if image.ndim == 2 else image.shape[2]
-    height, width = image.shape[:2]
-    out_h, out_w = padding._target(height, width)
-    pad_h, pad_w = max(out_h - height, 0), max(out_w - width, 0)
-    top, left = pad_h // 2, pad_w // 2
-    full_h, full_w = height + pad_h, width + pad_w
+    full_h, full_w, window = _padded_window(padding, *image.shape[:2])
+    padded = (full_h, full_w) != image.shape[:2]
     buffer = np.empty((channels, full_h, full_w), np.float32)
-    window = (slice(top, top + height), slice(left, left + width))
-    _fill_around(buffer, window, np.float32(padding.image_fill_value))
+    if padded:
+        _fill_around(buffer, window, np.float32(padding.image_fill_value))
     normalize._lookup(image, out=buffer[(slice(None), *window)], levels=levels)
     sample["image"] = torch.from_numpy(buffer)
     for key in LABEL_KEYS:
         if key not in sample:
             continue
         value = sample[key]
-        if pad_h or pad_w:
-            padded = np.empty((full_h, full_w), np.int64)
-            _fill_around(padded, window, padding.fill_values[key])
-            padded[window] = value.numpy() if torch.is_tensor(value) else value
-            sample[key] = torch.from_numpy(padded)
+        if padded:
+            labels = np.empty((full_h, full_w), np.int64)
+            _fill_around(labels, window, padding.fill_values[key])
+            labels[window] = value.numpy() if torch.is_tensor(value) else value
+            sample[key] = torch.from_numpy(labels)
         elif torch.is_tensor(value):
             sample[key] = value.long()
         else:  # NumPy's int16 -> int64 copy is about 30% faster than torch's .long()
             sample[key] = torch.from_numpy(value.astype(np.int64))
     return sample
+
+
+DEFERRED_KEYS = ("image_levels", "image_window")
+"""What a deferred sample carries besides its ``uint8`` image: the level table still to apply and the window of
+the padded image that holds it (``top, left, height, width``)."""
+
+_IDENTITY_LEVELS = torch.arange(256, dtype=torch.uint8)
+
+
+def _deferred_tail(sample: dict, padding: Padding | None, levels: np.ndarray | None) -> dict:
+    """The tail for a training loader that normalises on the device: the image padded as a ``uint8`` HxWxC tensor
+    (a quarter of the bytes to collate and copy), the label maps padded in the integer type they travel in, and
+    what :class:`DeviceNormalize` needs to make the very tensors :func:`normalize_to_padded_tensor` would."""
+    image = sample["image"]
+    image = image[:, :, None] if image.ndim == 2 else image
+    height, width = image.shape[:2]
+    full_h, full_w, window = _padded_window(padding, height, width)
+    padded = (full_h, full_w) != (height, width)
+    if padded:
+        canvas = np.empty((full_h, full_w, image.shape[2]), np.uint8)
+        _fill_around(canvas.transpose(2, 0, 1), window, 0)  # any level: DeviceNormalize fills it
+        canvas[window] = image
+        image = canvas
+    sample["image"] = torch.from_numpy(np.ascontiguousarray(image))
+    sample["image_levels"] = _IDENTITY_LEVELS if levels is None else torch.from_numpy(levels)
+    sample["image_window"] = torch.tensor((window[0].start, window[1].start, height, width))
+    for key in LABEL_KEYS:
+        if key not in sample:
+            continue
+        value = sample[key]
+        value = value.numpy() if torch.is_tensor(value) else value
+        if padded:
+            labels = np.empty((full_h, full_w), value.dtype)
+            _fill_around(labels, window, padding.fill_values[key])
+            labels[window] = value
+            value = labels
+        sample[key] = torch.from_numpy(np.ascontiguousarray(value))
+    return sample
+
+
+class DeviceNormalize:
+    """Finish a batch of deferred samples (:func:`_deferred_tail`) where the model runs, as MMSegmentation's
+    ``SegDataPreProcessor`` and detectron2's ``pixel_mean``/``pixel_std`` do: ``uint8`` images cross to the device,
+    and there each level is looked up in the sample's normalisation table (``Normalize``'s tables composed with the
+    sample's level table, channels reordered as ``to_rgb`` asks) and the padding is filled. The result is equal,
+    bit for bit, to the batch of :func:`normalize_to_padded_tensor` (the same ``float32`` table entries)."""
+
+    def __init__(self, normalize: Normalize, padding: Padding | None) -> None:
+        self.tables = torch.from_numpy(np.stack(normalize.tables))  # C x 256, output channel order
+        self.to_rgb = normalize.to_rgb and len(normalize.tables) == 3
+        self.fill = float(np.float32(0 if padding is None else padding.image_fill_value))
+        self._on: dict[torch.device, torch.Tensor] = {}
+
+    def __call__(self, batch: dict, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+        """The ``[B, C, H, W]`` ``float32`` image batch on ``device`` (NHWC memory order when ``channels_last``)."""
+        images = batch["image"].to(device, non_blocking=True)  # B x H x W x C uint8
+        count, height, width, channels = images.shape
+        if device not in self._on:
+            self._on[device] = self.tables.to(device)
+        levels = batch["image_levels"].to(device, non_blocking=True).long()  # B x 256
+        tables = self._on[device][:, levels].transpose(0, 1).reshape(-1)  # (b, c, level) flattened
+        if self.to_rgb:
+            images = images.flip(-1)
+        offsets = torch.arange(count * channels, device=device).view(count, 1, 1, channels) * 256
+        out = tables.take(images.long() + offsets)
+        windows = batch["image_window"]
+        if bool((windows[:, :2] != 0).any()) or bool((windows[:, 2] != height).any()) or bool(
+                (windows[:, 3] != width).any()):
+            windows = windows.to(device, non_blocking=True)
+            rows = torch.arange(height, device=device)
+            cols = torch.arange(width, device=device)
+            inside_rows = (rows >= windows[:, :1]) & (rows < windows[:, :1] + windows[:, 2:3])  # B x H
+            inside_cols = (cols >= windows[:, 1:2]) & (cols < windows[:, 1:2] + windows[:, 3:4])  # B x W
+            inside = inside_rows[:, :, None, None] & inside_cols[:, None, :, None]
+            out = out.masked_fill(~inside, self.fill)
+        out = out.permute(0, 3, 1, 2)  # NCHW, channels-last in memory
+        return out if channels_last else out.contiguous()
 
 
 def _fill_around(buffer: np.ndarray, window: tuple[slice, slice], value) -> None:
@@ -155,8 +248,9 @@ def _fill_around(buffer: np.ndarray, window: tuple[slice, slice], value) -> None
         buffer[(..., *strip)] = value
 
 
-def photometric_then_tail(sample: dict, distortion: PhotoMetricDistortion, normalize: Normalize, padding: Padding,
-                          rng: np.random.Generator) -> dict | None:
+def photometric_then_tail(sample: dict, distortion: PhotoMetricDistortion, normalize: Normalize,
+                          padding: Padding | None,
+                          rng: np.random.Generator, deferred: bool = False) -> dict | None:
     """``PhotoMetricDistortion`` and the tail at once: its level tables that are not followed by the HSV step (the
     last contrast; all of them when the HSV step is skipped) fold into the normalisation tables instead of passing
     over the image. ``None`` (nothing drawn) where the tail would not take the image."""
@@ -168,7 +262,7 @@ def photometric_then_tail(sample: dict, distortion: PhotoMetricDistortion, norma
     else:
         sample["image"] = distortion.apply(sample["image"], lut, saturation, hue)
         levels = None if last is _IDENTITY else last
-    return normalize_to_padded_tensor(sample, normalize, padding, levels)
+    return normalize_to_padded_tensor(sample, normalize, padding, levels, deferred)
 
 
 WINDOW_MAX_SHARE = 0.9
