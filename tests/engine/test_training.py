@@ -85,6 +85,8 @@ def test_normalizing_on_the_device_trains_the_same_weights(tiny_recipe, tmp_path
         work = tmp_path / f"on_device_{flag}"
         api.train(tiny_recipe, [f"normalize_on_device={flag}", "scheduler.max_epochs=1", "eval_interval_epochs=2"],
                   work_dir=str(work), deterministic=True)
+        where = "device" if flag == "true" else "workers"
+        assert f"normalize={where}" in (work / "log.txt").read_text()  # the run header says which
         weights[flag] = torch.load(work / "checkpoints" / "last.pt", weights_only=True)["model"]
         assert len(calls) == 3, flag  # one per iteration of the "true" run, none in the other
     assert weights["true"].keys() == weights["false"].keys()
