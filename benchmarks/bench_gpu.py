@@ -15,6 +15,9 @@ run cut short keeps what it measured):
   step (flat = no leak) and the allocator's counters;
 * ``precisions``: FCN-R50-D8 and DeepLabV3-R50-D8 in fp32 / fp16 (GradScaler) / bf16, segkit with channels_last
   (compiled for DeepLabV3-bf16) against the plain loop with the same settings;
+* ``input``: handing a training batch (16 x 512 x 512) to the GPU: the ``float32`` batch normalised in the workers
+  (pinned, copied, made channels-last) against the ``uint8`` batch that ``DeviceNormalize`` finishes there
+  (``normalize_on_device``, on by default on CUDA), milliseconds per batch;
 * ``mask2former``: Mask2Former-R50 (SSSegmentation's default head), 640x640, batch 2, bf16: step time and the
   share of multi-scale deformable attention (forward + backward) and of the Hungarian matcher (issue 10).
 
@@ -53,7 +56,7 @@ from gpu.common import (  # noqa: E402  (benchmarks/ is not a package)
     synchronize,
 )
 
-PARTS = ("ceiling", "core", "fp32mem", "precisions", "mask2former")
+PARTS = ("ceiling", "input", "core", "fp32mem", "precisions", "mask2former")
 COMPILE_BACKEND = "inductor"  # --quick dry runs on a CPU use "aot_eager" (Inductor's C++ build takes minutes there)
 GIB = 2**30
 
@@ -235,6 +238,43 @@ def config_row(runner: str, cfg: dict, shape: dict, result: dict, ceiling_tflops
 
 
 # ------------------------------------------------------------------------------------------------ parts
+def part_input(device, shape: dict, reps: int = 20) -> dict:
+    """Milliseconds per training batch to get it onto the device, channels-last: the ``float32`` batch the workers
+    normalised, or the ``uint8`` one ``DeviceNormalize`` finishes there (some samples padded, so the fill runs)."""
+    import torch
+
+    from segkit.data.transforms.fused import DeviceNormalize
+    from segkit.data.transforms.photometric import Normalize
+    from segkit.data.transforms.tensor import Padding
+
+    batch, size = shape["batch"], shape["size"]
+    pin = (lambda t: t.pin_memory()) if device.type == "cuda" else (lambda t: t)
+    g = torch.Generator().manual_seed(0)
+    floats = pin(torch.randn(batch, 3, size, size, generator=g))
+    deferred = {"image": pin(torch.randint(0, 256, (batch, size, size, 3), dtype=torch.uint8, generator=g)),
+                "image_levels": pin(torch.arange(256, dtype=torch.uint8).repeat(batch, 1)),
+                "image_window": pin(torch.tensor([[size // 8, 0, size - size // 4, size]] * batch))}
+    finish = DeviceNormalize(Normalize((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+                             Padding(size, data_type="tensor"))
+    runs = {"float32_copy": lambda: floats.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last),
+            "uint8_device_normalize": lambda: finish(deferred, device, channels_last=True)}
+    result = {"batch": batch, "size": size}
+    for name, fn in runs.items():
+        for _ in range(3):
+            fn()
+        times = []
+        for _ in range(reps):
+            synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            times.append(time.perf_counter() - t0)
+        result[f"{name}_ms"] = round(1e3 * statistics.median(times), 3)
+    result["uint8_over_float32"] = round(result["uint8_device_normalize_ms"] / result["float32_copy_ms"], 3)
+    release(device)
+    return result
+
+
 def part_ceiling(device, quick: bool) -> dict:
     import torch
 
@@ -497,6 +537,8 @@ def run_part(part: str, device, shape: dict, result: dict, budget: Budget, quick
         part_fp32mem(device, {**shape, "dtype": "fp32"}, result, budget)
     elif part == "precisions":
         part_precisions(device, shape, result, budget)
+    elif part == "input":
+        result["input"] = part_input(device, shape)
     elif part == "mask2former":
         from gpu.mask2former_gpu import run_mask2former
 
@@ -516,6 +558,8 @@ def summarize(result: dict) -> dict:
                                            if isinstance(v, dict) and "first_step_peak_allocated_gib" in v}
     summary["fp32_steady_peak_gib"] = {k: v.get("peak_allocated_gib") for k, v in mem.items()
                                        if isinstance(v, dict) and "peak_allocated_gib" in v}
+    if "input" in result and "uint8_over_float32" in result["input"]:
+        summary["input_uint8_over_float32"] = result["input"]["uint8_over_float32"]
     if "mask2former" in result and "summary" in result["mask2former"]:
         summary["mask2former"] = result["mask2former"]["summary"]
     return summary

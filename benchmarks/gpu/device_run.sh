@@ -9,7 +9,8 @@
 #   1. env.txt: GPU, driver, torch/CUDA/cuDNN and package versions;
 #   2. tests_targeted.log (TARGETED_S, default 100 s): the tests that failed on CUDA before (EMA checkpoint,
 #      deterministic kill-and-resume, --nproc 2 gloo DDP, list-registry --json) and tests/engine/test_speed.py;
-#   3. bench_gpu.json / .md (BENCH1_S, default 190 s): bf16 matmul ceiling; FCN-R50-D8 512x512 batch 16 bf16,
+#   3. bench_gpu.json / .md (BENCH1_S, default 190 s): bf16 matmul ceiling; batch hand-over (float32 copy vs
+#      uint8 + DeviceNormalize); FCN-R50-D8 512x512 batch 16 bf16,
 #      segkit vs the plain loop (NCHW, channels_last, channels_last + torch.compile) and the criterion's cost;
 #      float32 memory (first-step vs steady peaks, cudnn.benchmark on/off, TF32 off, CUDNN_CONV_WSCAP_DBG=1024);
 #   4. tests.log (SUITE_S, default 150 s): the whole suite, `pytest -q -n $NWORKERS tests (default 8)`;
@@ -95,8 +96,8 @@ log "targeted tests rc=$? : $(last_line "$OUT/tests_targeted.log")"
 
 # ---------------------------------------------------------------------------------------------- 3. bench, first half
 T=$(cap "$BENCH1_S" "$SUITE_S")
-log "bench ceiling,core,fp32mem (budget ${T}s)"
-timeout -k 5 $(( T + 20 )) $PY benchmarks/bench_gpu.py "${BENCH_DRY[@]}" --parts ceiling,core,fp32mem --budget-s "$T" \
+log "bench ceiling,input,core,fp32mem (budget ${T}s)"
+timeout -k 5 $(( T + 20 )) $PY benchmarks/bench_gpu.py "${BENCH_DRY[@]}" --parts ceiling,input,core,fp32mem --budget-s "$T" \
   --out "$OUT/bench_gpu.json" > "$OUT/bench_1.log" 2>&1
 log "bench 1 rc=$?"
 
