@@ -93,6 +93,10 @@ def test_print_recipe_and_dry_run(tiny_recipe, capsys):
     summary = json.loads(out)
     assert code == 0 and summary["parameters"] > 0 and summary["train_size"] == 24 and summary["val_size"] == 8
     assert summary["train_batch_size_per_process"] == 8
+    on_cuda = summary["device"].startswith("cuda")
+    assert summary["normalize"] == ("device" if on_cuda else "workers")  # "auto": on the device only on CUDA
+    code, out, _ = run_cli(capsys, "train", str(tiny_recipe), "--dry-run", "--json", "--set", "normalize_on_device=true")
+    assert code == 0 and json.loads(out)["normalize"] == "device"
 
 
 def test_list_registry(capsys):
