@@ -83,7 +83,7 @@ def dry_run_summary(trainer) -> dict:
         "test_batch_size_per_process": trainer.val_loader.batch_size,
         "world_size": trainer.ctx.world_size,
         "device": str(trainer.ctx.device),
-        "normalize": "device" if trainer.device_normalize is not None else "workers",
+        "normalize": trainer.normalizes_on,
         "iters_per_epoch": len(trainer.train_loader),
         "max_epochs": trainer.max_epochs,
         "optimizer": type(trainer.optimizer).__name__,

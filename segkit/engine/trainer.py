@@ -164,8 +164,12 @@ class Trainer:
         return (f"{self.recipe.type}/{self.recipe.backbone.get('type')} {params / 1e6:.2f}M params, "
                 f"train {len(self.train_set)} / val {len(self.val_set)} images, "
                 f"batch {self.train_loader.batch_size} x {self.ctx.world_size} proc, device {self.ctx.device}, "
-                f"{describe(self.recipe, self.ctx.device)} "
-                f"normalize={'device' if self.device_normalize is not None else 'workers'}")
+                f"{describe(self.recipe, self.ctx.device)} normalize={self.normalizes_on}")
+
+    @property
+    def normalizes_on(self) -> str:
+        """Where training images are normalised: ``"device"`` (``normalize_on_device``) or ``"workers"``."""
+        return "device" if self.device_normalize is not None else "workers"
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:

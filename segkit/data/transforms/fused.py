@@ -162,11 +162,17 @@ def _pad_labels(sample: dict, padding: Padding | None, size: tuple[int, int], wi
         value = value.numpy() if torch.is_tensor(value) else value
         kind = value.dtype if dtype is None else dtype
         if value.shape != size:
-            labels = np.empty(size, kind)
-            _fill_around(labels, window, padding.fill_values[key])
-            labels[window] = value
-            value = labels
+            value = _on_canvas(value, size, window, padding.fill_values[key], kind)
         sample[key] = torch.from_numpy(np.ascontiguousarray(value, kind))
+
+
+def _on_canvas(array: np.ndarray, size: tuple[int, int], window: tuple[slice, slice], fill, dtype) -> np.ndarray:
+    """A ``dtype`` array of ``size`` (plus ``array``'s channel axis, if any) holding ``array`` in ``window`` and
+    ``fill`` around it; each element written once."""
+    canvas = np.empty((*size, *array.shape[2:]), dtype)
+    _fill_around(np.moveaxis(canvas, (0, 1), (-2, -1)), window, fill)
+    canvas[window] = array
+    return canvas
 
 
 DEFERRED_KEYS = ("image_levels", "image_window")
@@ -184,12 +190,8 @@ def _deferred_tail(sample: dict, padding: Padding | None, levels: np.ndarray | N
     image = image[:, :, None] if image.ndim == 2 else image
     height, width = image.shape[:2]
     full_h, full_w, window = _padded_window(padding, height, width)
-    padded = (full_h, full_w) != (height, width)
-    if padded:
-        canvas = np.empty((full_h, full_w, image.shape[2]), np.uint8)
-        _fill_around(canvas.transpose(2, 0, 1), window, 0)  # any level: DeviceNormalize fills it
-        canvas[window] = image
-        image = canvas
+    if (full_h, full_w) != (height, width):
+        image = _on_canvas(image, (full_h, full_w), window, 0, np.uint8)  # any level around: DeviceNormalize fills it
     sample["image"] = torch.from_numpy(np.ascontiguousarray(image))
     sample["image_levels"] = _IDENTITY_LEVELS if levels is None else torch.from_numpy(levels)
     sample["image_window"] = torch.tensor((window[0].start, window[1].start, height, width))
