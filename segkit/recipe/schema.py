@@ -196,7 +196,7 @@ class Recipe(Strict):
     seed: int = Field(0, ge=0, lt=2**63)
     deterministic: bool = False
     channels_last: bool = False
-    normalize_on_device: Literal["auto"] | bool = "auto"
+    normalize_on_device: Literal["auto", True, False] = "auto"
     """Training images leave the loader workers as ``uint8`` and are normalised on the device ("auto": on CUDA)."""
     compile_cfg: CompileCfg = Field(default_factory=CompileCfg)
     runtime: RuntimeCfg = Field(default_factory=RuntimeCfg)

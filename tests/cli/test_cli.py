@@ -97,6 +97,8 @@ def test_print_recipe_and_dry_run(tiny_recipe, capsys):
     assert summary["normalize"] == ("device" if on_cuda else "workers")  # "auto": on the device only on CUDA
     code, out, _ = run_cli(capsys, "train", str(tiny_recipe), "--dry-run", "--json", "--set", "normalize_on_device=true")
     assert code == 0 and json.loads(out)["normalize"] == "device"
+    code, _, err = run_cli(capsys, "train", str(tiny_recipe), "--dry-run", "--set", "normalize_on_device=maybe")
+    assert code == 2 and "normalize_on_device" in err and "'auto', True or False" in err
 
 
 def test_list_registry(capsys):
