@@ -18,10 +18,12 @@ of one round).
 Peak memory: ``tracemalloc`` does not see torch's CPU allocator, so on the CPU each figure is the peak resident set
 (``VmHWM``) of a fresh process that builds the model and the image and then runs either one slide pass or one
 bare forward of one window batch; on CUDA ``torch.cuda.max_memory_allocated`` above what was allocated before the
-pass. Slide inference is bounded by the window batch when its peak is at most the forward's plus its output. These
-peaks are taken with the system allocator's default behaviour, which hands freed memory back, so that the resident
-set follows what is live; ``slide_with_retained_memory`` is the slide peak as ``segkit eval`` runs, where freed
-blocks the next allocation does not fit stay mapped (some tens of MiB more).
+pass. Slide inference is bounded by the window batch when its peak is the forward's plus its output plus what
+does not grow with the number of windows: on the CPU one grid row's logits resized across (``B x h x W x C``
+floats, 20 MiB here) and the allocator's slack. These peaks are taken with the system allocator's default
+behaviour, which hands freed memory back, so that the resident set follows what is live;
+``slide_with_retained_memory`` is the slide peak as ``segkit eval`` runs, where freed blocks the next allocation
+does not fit stay mapped (some tens of MiB more).
 """
 
 from __future__ import annotations

@@ -15,17 +15,18 @@ NUM_CLASSES = 5
 
 
 class Head(nn.Module):
-    """Conv 3x3 with padding (border effects, so windows matter) and logits at 1/4 resolution."""
+    """Conv 3x3 with padding (border effects, so windows matter) and logits at 1/``pool`` resolution."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool: int = 4) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.conv = nn.Conv2d(3, NUM_CLASSES, 3, padding=1)
+        self.pool = pool
         self.batch_sizes: list[int] = []
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         self.batch_sizes.append(images.shape[0])
-        return {"out": self.conv(F.avg_pool2d(images, 4))}
+        return {"out": self.conv(F.avg_pool2d(images, self.pool) if self.pool > 1 else images)}
 
 
 def reference_slide(model, images, cropsize, stride, use_probs=False, align_corners=False) -> torch.Tensor:
@@ -52,8 +53,9 @@ def images() -> torch.Tensor:
 @pytest.mark.parametrize(("cropsize", "stride"), [(32, 21), ((40, 24), (16, 20)), (128, 64), (70, 1)])
 @pytest.mark.parametrize("use_probs", [False, True])
 @pytest.mark.parametrize("align_corners", [False, True])
-def test_matches_the_per_window_reference(images, cropsize, stride, use_probs, align_corners):
-    model = Head().eval()
+@pytest.mark.parametrize("pool", [4, 1])
+def test_matches_the_per_window_reference(images, cropsize, stride, use_probs, align_corners, pool):
+    model = Head(pool).eval()
     expected = reference_slide(model, images, cropsize, stride, use_probs, align_corners)
     ours = slide_logits(model, images, num_classes=NUM_CLASSES, cropsize=cropsize, stride=stride,
                         use_probs=use_probs, align_corners=align_corners)
@@ -103,21 +105,28 @@ def test_tta_passes_accumulate_in_place_to_the_same_average(images):
     torch.testing.assert_close(out, (passes[0] + passes[1]) / 2, rtol=1e-6, atol=1e-6)
 
 
-def test_first_covering_windows_are_copied_and_gradients_still_flow(images):
-    """Without gradients the output is not zero-filled (each pixel's first window is copied in), so an uncovered
-    pixel would keep garbage: the values equal the reference on a grid with every kind of overlap; with gradients
-    the zero-filled sum is differentiable."""
+@pytest.mark.parametrize("use_probs", [False, True])
+def test_nothing_is_zero_filled_yet_every_pixel_is_written_and_gradients_still_flow(images, use_probs):
+    """Without gradients neither the output nor the row strips are zero-filled (each pixel's first window is copied
+    in, later ones added), so an uncovered pixel would keep garbage: with every fresh float tensor full of NaN the
+    values still equal the reference on a grid with every kind of overlap, by row strips (``use_probs`` false) and
+    window by window (true); with gradients the zero-filled sum is differentiable."""
     model = Head()
-    garbage = torch.full((2, 70, 101, NUM_CLASSES), float("nan"))  # what torch.empty may hand out
     original = torch.empty
-    torch.empty = lambda *a, **k: garbage.clone() if a and tuple(a[0]) == tuple(garbage.shape) else original(*a, **k)
+
+    def garbage(*args, **kwargs):  # what torch.empty may hand out
+        tensor = original(*args, **kwargs)
+        return tensor.fill_(float("nan")) if tensor.is_floating_point() else tensor
+
+    torch.empty = garbage
     try:
         with torch.no_grad():
-            ours = slide_logits(model, images, num_classes=NUM_CLASSES, cropsize=(40, 24), stride=(16, 20))
+            ours = slide_logits(model, images, num_classes=NUM_CLASSES, cropsize=(40, 24), stride=(16, 20),
+                                use_probs=use_probs)
     finally:
         torch.empty = original
     with torch.no_grad():
-        expected = reference_slide(model, images, (40, 24), (16, 20))
+        expected = reference_slide(model, images, (40, 24), (16, 20), use_probs=use_probs)
     assert not ours.isnan().any()
     torch.testing.assert_close(ours, expected, rtol=1e-6, atol=2e-6)
     with_grad = slide_logits(model, images, num_classes=NUM_CLASSES, cropsize=(40, 24), stride=(16, 20))
