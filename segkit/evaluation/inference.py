@@ -256,10 +256,10 @@ def _sum_by_row(windows: Iterable[tuple[tuple, torch.Tensor]], images: torch.Ten
     next_row = {y1: following for (y1, _), (following, _) in zip(rows, [*rows[1:], (height, height)], strict=True)}
     firsts = _first_cover(height, width, cropsize, stride)
     summed = torch.empty((batch, height, width, num_classes), dtype=dtype, device=images.device)
-    strip, strip_rows, final = None, None, 0  # rows [0, final) of ``summed`` are done
+    strip, strip_rows = None, None
 
-    def finish(y1: int, y2: int) -> int:
-        """Resize the strip of rows [y1, y2) into the output; returns the new ``final``."""
+    def finish(y1: int, y2: int) -> None:
+        """Resize the strip of rows [y1, y2) into the output; divide the rows no later grid row reaches."""
         for x1, x2, col_count in col_runs:
             if col_count != 1:
                 strip[:, :, x1:x2].div_(col_count)
@@ -269,16 +269,14 @@ def _sum_by_row(windows: Iterable[tuple[tuple, torch.Tensor]], images: torch.Ten
             _resize_rows(strip[b : b + 1], summed[b : b + 1, y1:y2], align_corners)
         if earlier is not None:
             summed[:, y1:ny] += earlier
-        done = next_row[y1]  # no later grid row reaches the rows above it
-        for a, z, row_count in row_runs:
-            if final <= a and z <= done and row_count != 1:
+        for a, z, row_count in row_runs:  # [y1, next row's y1): earlier strips are done with, later ones start below
+            if y1 <= a and z <= next_row[y1] and row_count != 1:
                 summed[:, a:z].div_(row_count)
-        return max(final, done)
 
     for (y1, y2, x1, x2), logits in windows:
         if strip_rows != (y1, y2):
             if strip is not None:
-                final = finish(*strip_rows)
+                finish(*strip_rows)
             strip_rows = (y1, y2)
             strip = torch.empty((batch, logits.shape[2], width, num_classes), dtype=dtype, device=images.device)
         across = _resize_across(logits, x2 - x1, align_corners)  # (B, h, x2 - x1, C)
